@@ -1,0 +1,187 @@
+/**
+ * Adapter for porsager's `postgres` driver (`npm:postgres`), on Deno, Bun
+ * and Node.
+ *
+ * @module
+ */
+import {
+  type QueryOptions,
+  SqlError,
+  type SqlExecutor,
+  type SqlResult,
+  type SqlStatement,
+  type SqlValue,
+} from "../executor.ts";
+
+/**
+ * The subset of a `postgres()` instance the adapter uses, written here so
+ * that importing this module never loads the driver.
+ */
+export interface PostgresJsSql {
+  /** Runs a query from text, binding `params`; prepared when `options.prepare` is set. */
+  unsafe(
+    query: string,
+    params?: unknown[],
+    options?: { prepare?: boolean },
+  ): PostgresJsPendingQuery;
+  /** Closes the pool. */
+  end(options?: { timeout?: number }): Promise<void>;
+}
+
+/** The subset of porsager's pending query the adapter uses. */
+export interface PostgresJsPendingQuery {
+  /** Makes rows arrays instead of objects. */
+  values(): PostgresJsValuesQuery;
+}
+
+/** The subset of porsager's pending query, rows as arrays, the adapter uses. */
+export interface PostgresJsValuesQuery extends PromiseLike<PostgresJsRowList> {
+  /** Cancels the statement on the server. */
+  cancel(): unknown;
+}
+
+/** The subset of porsager's result the adapter uses. */
+export interface PostgresJsRowList extends ReadonlyArray<readonly unknown[]> {
+  /** Rows affected (DML) or returned. */
+  readonly count: number | null;
+}
+
+/**
+ * Options for {@linkcode fromPostgresJs}.
+ */
+export interface FromPostgresJsOptions {
+  /**
+   * Whether closing the executor (and so the store) ends the `postgres()`
+   * instance. Leave it `false` when the instance is shared.
+   *
+   * @default {false}
+   */
+  owned?: boolean;
+}
+
+// Driver errors that mean the connection broke or never opened, as opposed
+// to an error response from the server.
+const CONNECTION_CODES = new Set([
+  "CONNECTION_CLOSED",
+  "CONNECTION_ENDED",
+  "CONNECTION_DESTROYED",
+  "CONNECT_TIMEOUT",
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "EPIPE",
+  "ETIMEDOUT",
+  "ENOTFOUND",
+  "EHOSTUNREACH",
+]);
+
+const SQLSTATE = /^[0-9A-Z]{5}$/;
+
+function normalise(error: unknown): SqlError {
+  if (error instanceof SqlError) return error;
+  const { name, code, message } = error as { name?: string; code?: unknown; message?: unknown };
+  const text = typeof message === "string" ? message : String(error);
+  // A PostgresError is the server's error response; porsager also raises
+  // "generic" errors with a SQLSTATE-shaped code for client-side cancels.
+  if (name === "PostgresError" && typeof code === "string" && SQLSTATE.test(code)) {
+    return new SqlError(text, { code, cause: error });
+  }
+  if (typeof code === "string" && CONNECTION_CODES.has(code)) {
+    return new SqlError(text, { connectionLost: true, cause: error });
+  }
+  return new SqlError(text, { cause: error });
+}
+
+function toBigInt(value: unknown): bigint | null {
+  if (value === null) return null;
+  return typeof value === "bigint" ? value : BigInt(value as string);
+}
+
+function toBytes(value: unknown): Uint8Array | null {
+  if (value === null) return null;
+  const bytes = value as Uint8Array;
+  // porsager returns a Node Buffer; hand out a plain view of the same memory.
+  return bytes.constructor === Uint8Array
+    ? bytes
+    : new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+function convertRows(
+  rows: ReadonlyArray<readonly unknown[]>,
+  statement: SqlStatement,
+): SqlValue[][] {
+  const columns = statement.columns;
+  const out = new Array<SqlValue[]>(rows.length);
+  for (let i = 0; i < rows.length; i++) {
+    const row = rows[i];
+    const values = new Array<SqlValue>(columns.length);
+    for (let c = 0; c < columns.length; c++) {
+      const type = columns[c];
+      values[c] = type === "int8"
+        ? toBigInt(row[c])
+        : type === "bytea"
+        ? toBytes(row[c])
+        : (row[c] as string | null);
+    }
+    out[i] = values;
+  }
+  return out;
+}
+
+/**
+ * Wraps a `postgres()` instance from porsager's driver as a
+ * {@linkcode SqlExecutor}. Statements are prepared once per connection;
+ * int8 parameters are sent as bigints (exact) and results converted back to
+ * `bigint` and `Uint8Array`.
+ *
+ * @param sql The caller's `postgres()` instance.
+ * @param options Whether the executor owns (and so ends) the instance.
+ * @returns The executor.
+ *
+ * @example Usage
+ * ```ts ignore
+ * import postgres from "postgres";
+ * import { PostgresConsensus } from "@persist/consensus";
+ * import { fromPostgresJs } from "@persist/consensus/postgres-js";
+ *
+ * const sql = postgres(Deno.env.get("DATABASE_URL")!, { max: 10 });
+ * await using store = await PostgresConsensus.open(fromPostgresJs(sql, { owned: true }));
+ * console.log(await store.head("orders"));
+ * ```
+ */
+export function fromPostgresJs(
+  sql: PostgresJsSql,
+  options: FromPostgresJsOptions = {},
+): SqlExecutor {
+  const owned = options.owned ?? false;
+  return {
+    async query(
+      statement: SqlStatement,
+      params: readonly SqlValue[],
+      queryOptions?: QueryOptions,
+    ): Promise<SqlResult> {
+      const pending = sql.unsafe(statement.text, params as unknown[], { prepare: true }).values();
+      const signal = queryOptions?.signal;
+      const cancel = () => void pending.cancel();
+      signal?.addEventListener("abort", cancel, { once: true });
+      try {
+        const rows = await pending;
+        const converted = statement.columns.length === 0 ? [] : convertRows(rows, statement);
+        return { rows: converted, rowCount: rows.count ?? rows.length };
+      } catch (error) {
+        throw normalise(error);
+      } finally {
+        signal?.removeEventListener("abort", cancel);
+      }
+    },
+    async ddl(text: string): Promise<readonly (readonly unknown[])[]> {
+      try {
+        return await sql.unsafe(text).values();
+      } catch (error) {
+        throw normalise(error);
+      }
+    },
+    async close(): Promise<void> {
+      if (owned) await sql.end({ timeout: 5 });
+    },
+  };
+}

@@ -1,0 +1,457 @@
+import { classify } from "./_classify.ts";
+import { host, sleep } from "./_runtime.ts";
+import { checkKey, checkLimit, checkSeqno, checkVersion } from "./_validate.ts";
+import {
+  type Dialect,
+  dialectFor,
+  type Engine,
+  quoteIdentifier,
+  VERSION_QUERY,
+} from "./dialect.ts";
+import { ConsensusError, redactSecrets } from "./errors.ts";
+import type { SqlExecutor, SqlResult, SqlStatement, SqlValue } from "./executor.ts";
+import { MAX_SEQNO } from "./limits.ts";
+import type { CasResult, Consensus, VersionedData } from "./types.ts";
+
+/**
+ * Options for {@linkcode PostgresConsensus.open}.
+ */
+export interface PostgresConsensusOptions {
+  /**
+   * Which engine's statements to run. `"auto"` asks the server's `version()`
+   * and picks `"cockroach"` when it names CockroachDB.
+   *
+   * @default {"auto"}
+   */
+  mode?: "auto" | Engine;
+  /**
+   * The table's name. Quoted as an identifier, so any characters are taken
+   * literally (at most 63 bytes, no U+0000).
+   *
+   * @default {"consensus"}
+   */
+  table?: string;
+  /**
+   * The table's schema; the connection's current schema when omitted.
+   *
+   * @default {undefined}
+   */
+  schema?: string;
+  /**
+   * Create the table when it is missing. A role that may only read opens an
+   * existing table with `create: false`, or with the default when the table
+   * exists (existence is checked before any DDL).
+   *
+   * @default {true}
+   */
+  create?: boolean;
+  /**
+   * How long one operation may take, internal retries and waiting for a
+   * pooled connection included, before it rejects with an indeterminate
+   * {@linkcode ConsensusError}.
+   *
+   * @default {10_000}
+   */
+  timeoutMs?: number;
+  /**
+   * How many times one operation runs when the server reports a
+   * serialization failure (40001) or deadlock (40P01), with jittered
+   * exponential backoff between attempts.
+   *
+   * @default {8}
+   */
+  maxAttempts?: number;
+  /**
+   * How many keys `listKeys` reads per round trip.
+   *
+   * @default {1000}
+   */
+  listKeysPageSize?: number;
+  /**
+   * Receives warnings that do not stop the store from working (for example,
+   * CockroachDB tuning the role had no privilege for).
+   *
+   * @default {console.warn}
+   */
+  onWarning?: (message: string) => void;
+}
+
+const DEFAULT_TIMEOUT_MS = 10_000;
+const DEFAULT_MAX_ATTEMPTS = 8;
+const BACKOFF_BASE_MS = 2;
+const BACKOFF_CAP_MS = 200;
+
+const TABLE_EXISTS: SqlStatement = {
+  name: "persist_consensus_table_exists",
+  text: "SELECT count(*) FROM information_schema.tables " +
+    "WHERE table_schema = coalesce(nullif($1::text, ''), current_schema()) AND table_name = $2::text",
+  params: ["text", "text"],
+  columns: ["int8"],
+};
+
+const VERSION: SqlStatement = {
+  name: "persist_consensus_version",
+  text: VERSION_QUERY,
+  params: [],
+  columns: ["text"],
+};
+
+interface Settings {
+  timeoutMs: number;
+  maxAttempts: number;
+  pageSize: number;
+  warn: (message: string) => void;
+  schema: string;
+  table: string;
+}
+
+class Timeout {}
+const TIMED_OUT = new Timeout();
+
+/**
+ * {@linkcode Consensus} on Postgres or CockroachDB, through any
+ * {@linkcode SqlExecutor}. Every operation is one prepared statement and one
+ * round trip; the statements and the argument for their correctness are in
+ * `src/dialect.ts`.
+ *
+ * @example Open on porsager's `postgres`
+ * ```ts ignore
+ * import postgres from "postgres";
+ * import { PostgresConsensus } from "@persist/consensus";
+ * import { fromPostgresJs } from "@persist/consensus/postgres-js";
+ *
+ * await using store = await PostgresConsensus.open(
+ *   fromPostgresJs(postgres(Deno.env.get("DATABASE_URL")!), { owned: true }),
+ * );
+ * const result = await store.compareAndSet("orders", { seqno: 0n, data: new Uint8Array([1]) });
+ * console.log(result); // "committed" the first time, "mismatch" after
+ * ```
+ */
+export class PostgresConsensus implements Consensus {
+  readonly #executor: SqlExecutor;
+  readonly #dialect: Dialect;
+  readonly #timeoutMs: number;
+  readonly #maxAttempts: number;
+  readonly #pageSize: bigint;
+  readonly #warn: (message: string) => void;
+  readonly #schema: string;
+  readonly #table: string;
+  #closed = false;
+
+  private constructor(executor: SqlExecutor, dialect: Dialect, settings: Settings) {
+    this.#executor = executor;
+    this.#dialect = dialect;
+    this.#timeoutMs = settings.timeoutMs;
+    this.#maxAttempts = settings.maxAttempts;
+    this.#pageSize = BigInt(settings.pageSize);
+    this.#warn = settings.warn;
+    this.#schema = settings.schema;
+    this.#table = settings.table;
+  }
+
+  /**
+   * Opens a store on `executor`: detects the engine (unless `mode` says it),
+   * and creates the table when it is missing and `create` allows.
+   *
+   * @param executor The SQL executor of a driver adapter.
+   * @param options Engine, table, timeouts.
+   * @returns The open store. Closing it closes the executor.
+   * @throws {TypeError | RangeError} When an option is invalid.
+   * @throws {ConsensusError} When the server could not be reached or the table could not be created.
+   *
+   * @example Usage
+   * ```ts ignore
+   * import postgres from "postgres";
+   * import { PostgresConsensus } from "@persist/consensus";
+   * import { fromPostgresJs } from "@persist/consensus/postgres-js";
+   *
+   * const sql = postgres("postgres://app@localhost/app");
+   * const store = await PostgresConsensus.open(fromPostgresJs(sql), { table: "app_consensus" });
+   * await store.close(); // `sql` stays open: it is the caller's
+   * ```
+   */
+  static async open(
+    executor: SqlExecutor,
+    options: PostgresConsensusOptions = {},
+  ): Promise<PostgresConsensus> {
+    const mode = options.mode ?? "auto";
+    if (mode !== "auto" && mode !== "postgres" && mode !== "cockroach") {
+      throw new RangeError(
+        `Cannot open consensus: mode must be "auto", "postgres" or "cockroach", got ${
+          JSON.stringify(mode)
+        }`,
+      );
+    }
+    const tableName = options.table ?? "consensus";
+    const quoted = options.schema === undefined
+      ? quoteIdentifier(tableName, "table")
+      : `${quoteIdentifier(options.schema, "schema")}.${quoteIdentifier(tableName, "table")}`;
+    const timeoutMs = positiveInteger("timeoutMs", options.timeoutMs ?? DEFAULT_TIMEOUT_MS);
+    const maxAttempts = positiveInteger("maxAttempts", options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS);
+    const pageSize = positiveInteger("listKeysPageSize", options.listKeysPageSize ?? 1000);
+    const warn = options.onWarning ?? ((message: string) => host.console?.warn(message));
+    const settings: Settings = {
+      timeoutMs,
+      maxAttempts,
+      pageSize,
+      warn,
+      schema: options.schema ?? "",
+      table: tableName,
+    };
+
+    // A provisional store runs the setup statements with the same timeout,
+    // retry and error handling as every operation.
+    let engine: Engine = mode === "auto" ? "postgres" : mode;
+    const setup = new PostgresConsensus(executor, dialectFor(engine, quoted), settings);
+    if (mode === "auto") {
+      const { rows } = await setup.#run("detect the engine", "", VERSION, []);
+      const version = String(rows[0]?.[0] ?? "");
+      engine = /cockroach/i.test(version) ? "cockroach" : "postgres";
+    }
+    const store = new PostgresConsensus(executor, dialectFor(engine, quoted), settings);
+    if ((options.create ?? true) && !await store.#tableExists()) await store.#createTable();
+    return store;
+  }
+
+  /** The engine whose statements this store runs. */
+  get engine(): Engine {
+    return this.#dialect.engine;
+  }
+
+  async #tableExists(): Promise<boolean> {
+    const { rows } = await this.#run("look up the table", this.#table, TABLE_EXISTS, [
+      this.#schema,
+      this.#table,
+    ]);
+    return rows[0]?.[0] !== 0n;
+  }
+
+  async #createTable(): Promise<void> {
+    try {
+      await this.#ddl("create the table", this.#dialect.createTable);
+    } catch (error) {
+      // Two processes opening a new store at once: Postgres may report the
+      // loser of CREATE TABLE IF NOT EXISTS as a duplicate (23505 on its
+      // catalog, or 42P07). The table exists either way.
+      if (
+        error instanceof ConsensusError && (error.code === "23505" || error.code === "42P07") &&
+        await this.#tableExists()
+      ) return;
+      throw error;
+    }
+    for (const statement of this.#dialect.tune) {
+      try {
+        await this.#ddl("tune the table", statement);
+      } catch (error) {
+        this.#warn(
+          `@persist/consensus: could not run ${JSON.stringify(statement)}; the store works, ` +
+            `but without this tuning: ${error instanceof Error ? error.message : String(error)}`,
+        );
+      }
+    }
+  }
+
+  /**
+   * Drops the table and creates it again, empty. For tests.
+   *
+   * @returns When the table is empty.
+   * @throws {ConsensusError} When a statement failed.
+   *
+   * @example Usage
+   * ```ts ignore
+   * await store.dropAndRecreate();
+   * ```
+   */
+  async dropAndRecreate(): Promise<void> {
+    await this.#ddl("drop the table", this.#dialect.dropTable);
+    await this.#createTable();
+  }
+
+  /** {@inheritDoc Consensus.head} */
+  async head(key: string): Promise<VersionedData | undefined> {
+    this.#checkOpen("read head");
+    checkKey("read head", key);
+    const { rows } = await this.#run("read head", key, this.#dialect.head, [key]);
+    const row = rows[0];
+    return row === undefined ? undefined : { seqno: row[0] as bigint, data: row[1] as Uint8Array };
+  }
+
+  /** {@inheritDoc Consensus.compareAndSet} */
+  async compareAndSet(key: string, next: VersionedData): Promise<CasResult> {
+    this.#checkOpen("compareAndSet");
+    checkKey("compareAndSet", key);
+    checkVersion("compareAndSet", next);
+    const { rowCount } = next.seqno === 0n
+      ? await this.#run("compareAndSet", key, this.#dialect.casFirst, [key, next.data])
+      : await this.#run("compareAndSet", key, this.#dialect.casNext, [key, next.seqno, next.data]);
+    return rowCount === 1 ? "committed" : "mismatch";
+  }
+
+  /** {@inheritDoc Consensus.scan} */
+  async scan(key: string, from: bigint, limit?: number): Promise<VersionedData[]> {
+    this.#checkOpen("scan");
+    checkKey("scan", key);
+    checkSeqno("scan", "from", from);
+    checkLimit("scan", limit);
+    if (limit === 0) return [];
+    const bound = limit === undefined ? MAX_SEQNO : BigInt(limit);
+    const { rows } = await this.#run("scan", key, this.#dialect.scan, [key, from, bound]);
+    const versions = new Array<VersionedData>(rows.length);
+    for (let i = 0; i < rows.length; i++) {
+      versions[i] = { seqno: rows[i][0] as bigint, data: rows[i][1] as Uint8Array };
+    }
+    return versions;
+  }
+
+  /** {@inheritDoc Consensus.truncate} */
+  async truncate(key: string, seqno: bigint): Promise<number> {
+    this.#checkOpen("truncate");
+    checkKey("truncate", key);
+    checkSeqno("truncate", "seqno", seqno);
+    const { rows } = await this.#run("truncate", key, this.#dialect.truncate, [key, seqno]);
+    const head = rows[0]?.[0] as bigint | null | undefined;
+    if (head === null || head === undefined) {
+      throw new RangeError(`Cannot truncate ${JSON.stringify(key)}: the key has no data`);
+    }
+    if (seqno > head) {
+      throw new RangeError(
+        `Cannot truncate ${JSON.stringify(key)}: seqno ${seqno} is above head ${head}`,
+      );
+    }
+    return Number(rows[0][1] as bigint);
+  }
+
+  /** {@inheritDoc Consensus.listKeys} */
+  async *listKeys(): AsyncIterable<string> {
+    this.#checkOpen("list keys");
+    let after = "";
+    for (;;) {
+      const { rows } = await this.#run("list keys", after, this.#dialect.listKeys, [
+        after,
+        this.#pageSize,
+      ]);
+      for (const row of rows) yield row[0] as string;
+      if (BigInt(rows.length) < this.#pageSize) return;
+      after = rows[rows.length - 1][0] as string;
+    }
+  }
+
+  /** {@inheritDoc Consensus.close} */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.#executor.close();
+  }
+
+  /** Closes the store; `await using` calls it. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  #checkOpen(op: string): void {
+    if (this.#closed) throw new TypeError(`Cannot ${op}: the store is closed`);
+  }
+
+  async #ddl(what: string, text: string): Promise<void> {
+    try {
+      await this.#executor.ddl(text);
+    } catch (error) {
+      const { code, determinate } = classify(error);
+      throw new ConsensusError(describeFailure(what, "", determinate, error, code), {
+        determinate,
+        code,
+        cause: error,
+      });
+    }
+  }
+
+  // Runs one statement with the operation's deadline, retrying the failures
+  // that surely rolled back (40001, 40P01) with full-jitter exponential
+  // backoff, and turns every other failure into a ConsensusError that says
+  // whether the operation may have happened.
+  async #run(
+    op: string,
+    key: string,
+    statement: SqlStatement,
+    params: readonly SqlValue[],
+  ): Promise<SqlResult> {
+    const deadline = Date.now() + this.#timeoutMs;
+    for (let attempt = 1;; attempt++) {
+      try {
+        return await this.#attempt(statement, params, deadline - Date.now());
+      } catch (error) {
+        if (error === TIMED_OUT) {
+          throw new ConsensusError(
+            `${op}${
+              key && ` ${JSON.stringify(key)}`
+            } timed out after ${this.#timeoutMs} ms and may have taken effect`,
+            { determinate: false, code: undefined },
+          );
+        }
+        const { retry, determinate, code } = classify(error);
+        if (retry && attempt < this.#maxAttempts) {
+          const ceiling = Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** attempt);
+          const delay = Math.random() * ceiling;
+          if (Date.now() + delay < deadline) {
+            await sleep(delay);
+            continue;
+          }
+        }
+        const attempts = retry ? ` after ${attempt} attempts` : "";
+        throw new ConsensusError(
+          describeFailure(op, key, determinate, error, code) + attempts,
+          { determinate, code, cause: error },
+        );
+      }
+    }
+  }
+
+  #attempt(
+    statement: SqlStatement,
+    params: readonly SqlValue[],
+    remainingMs: number,
+  ): Promise<SqlResult> {
+    if (remainingMs <= 0) return Promise.reject(TIMED_OUT);
+    const controller = new host.AbortController();
+    return new Promise<SqlResult>((resolve, reject) => {
+      const timer = host.setTimeout(() => {
+        controller.abort();
+        reject(TIMED_OUT);
+      }, remainingMs);
+      this.#executor.query(statement, params, { signal: controller.signal }).then(
+        (result) => {
+          host.clearTimeout(timer);
+          resolve(result);
+        },
+        (error) => {
+          host.clearTimeout(timer);
+          reject(error);
+        },
+      );
+    });
+  }
+}
+
+function describeFailure(
+  op: string,
+  key: string,
+  determinate: boolean,
+  error: unknown,
+  code: string | undefined,
+): string {
+  const outcome = determinate ? "did not take effect" : "may have taken effect";
+  const cause = error instanceof Error ? error.message : String(error);
+  const state = code === undefined ? "" : ` (SQLSTATE ${code})`;
+  return redactSecrets(
+    `${op}${key && ` ${JSON.stringify(key)}`} failed and ${outcome}: ${cause}${state}`,
+  );
+}
+
+function positiveInteger(name: string, value: unknown): number {
+  if (typeof value !== "number" || !Number.isSafeInteger(value) || value <= 0) {
+    throw new RangeError(
+      `Cannot open consensus: ${name} must be a positive integer, got ${String(value)}`,
+    );
+  }
+  return value;
+}

@@ -1,0 +1,505 @@
+import { MAX_DATA_BYTES, MAX_KEY_BYTES, MAX_SEQNO } from "../limits.ts";
+import type { Consensus, VersionedData } from "../types.ts";
+import { host } from "../_runtime.ts";
+import { assert, assertEquals, assertRejects } from "./_assert.ts";
+import { raceOnOneKey } from "./race.ts";
+
+/**
+ * How the conformance suite reaches one backend.
+ */
+export interface ConformanceHarness {
+  /**
+   * Opens a store with no data, or holding exactly `initial` (each list
+   * contiguous and ascending; it may start above 0, as after truncation).
+   * Seeding is how the suite reaches seqnos near the top of the range, which
+   * no chain of compare-and-sets could reach in a test's lifetime.
+   */
+  open(initial?: ReadonlyMap<string, readonly VersionedData[]>): Promise<Consensus>;
+  /**
+   * Concurrent writers in the race case.
+   *
+   * @default {8}
+   */
+  writers?: number;
+  /**
+   * How far the race case advances its key.
+   *
+   * @default {150n}
+   */
+  raceUntil?: bigint;
+}
+
+/** One case of the suite. */
+export interface ConformanceCase {
+  /** A short name, for the test runner. */
+  readonly name: string;
+  /** Runs the case against the harness; throws on failure. */
+  readonly run: (harness: ConformanceHarness) => Promise<void>;
+}
+
+const encoder = new host.TextEncoder();
+const bytes = (text: string) => encoder.encode(text);
+const v = (seqno: bigint, text: string): VersionedData => ({ seqno, data: bytes(text) });
+
+async function writeChain(store: Consensus, key: string, count: number): Promise<void> {
+  for (let i = 0; i < count; i++) {
+    assertEquals(
+      await store.compareAndSet(key, v(BigInt(i), `${key}#${i}`)),
+      "committed",
+      `write ${i} of ${key}`,
+    );
+  }
+}
+
+async function keysOf(store: Consensus): Promise<string[]> {
+  const keys: string[] = [];
+  for await (const key of store.listKeys()) keys.push(key);
+  return keys.sort();
+}
+
+async function snapshot(store: Consensus): Promise<Map<string, VersionedData[]>> {
+  const state = new Map<string, VersionedData[]>();
+  for (const key of await keysOf(store)) state.set(key, await store.scan(key, 0n));
+  return state;
+}
+
+async function withStore(
+  harness: ConformanceHarness,
+  fn: (store: Consensus) => Promise<void>,
+  initial?: ReadonlyMap<string, readonly VersionedData[]>,
+): Promise<void> {
+  const store = await harness.open(initial);
+  try {
+    await fn(store);
+  } finally {
+    await store.close();
+  }
+}
+
+// deno-lint-ignore no-explicit-any
+type Loose = any;
+
+/** Bad inputs, each with the error it must raise before any I/O. */
+const BAD_INPUTS: ReadonlyArray<{
+  what: string;
+  call: (store: Consensus) => Promise<unknown>;
+  error: typeof TypeError | typeof RangeError;
+  includes: string;
+}> = [
+  {
+    what: "key as number",
+    call: (s) => s.head(1 as Loose),
+    error: TypeError,
+    includes: "key must be a string",
+  },
+  {
+    what: "key undefined",
+    call: (s) => s.head(undefined as Loose),
+    error: TypeError,
+    includes: "key must be a string",
+  },
+  {
+    what: "empty key",
+    call: (s) => s.head(""),
+    error: RangeError,
+    includes: "key must not be empty",
+  },
+  {
+    what: "key with U+0000",
+    call: (s) => s.compareAndSet("a\u0000b", v(0n, "x")),
+    error: RangeError,
+    includes: "U+0000",
+  },
+  {
+    what: "key with lone surrogate",
+    call: (s) => s.compareAndSet("a\ud800", v(0n, "x")),
+    error: RangeError,
+    includes: "lone surrogate",
+  },
+  {
+    what: "key too long (ASCII)",
+    call: (s) => s.compareAndSet("k".repeat(MAX_KEY_BYTES + 1), v(0n, "x")),
+    error: RangeError,
+    includes: `above the limit of ${MAX_KEY_BYTES}`,
+  },
+  {
+    what: "key too long (UTF-8 bytes)",
+    call: (s) => s.compareAndSet("é".repeat(MAX_KEY_BYTES / 2 + 1), v(0n, "x")),
+    error: RangeError,
+    includes: `above the limit of ${MAX_KEY_BYTES}`,
+  },
+  {
+    what: "seqno as number",
+    call: (s) => s.compareAndSet("k", { seqno: 0 as Loose, data: bytes("x") }),
+    error: TypeError,
+    includes: "next.seqno must be a bigint",
+  },
+  {
+    what: "negative seqno",
+    call: (s) => s.compareAndSet("k", v(-1n, "x")),
+    error: RangeError,
+    includes: "next.seqno -1n is outside",
+  },
+  {
+    what: "seqno above range",
+    call: (s) => s.compareAndSet("k", v(MAX_SEQNO + 1n, "x")),
+    error: RangeError,
+    includes: "is outside",
+  },
+  {
+    what: "next null",
+    call: (s) => s.compareAndSet("k", null as Loose),
+    error: TypeError,
+    includes: "next must be an object",
+  },
+  {
+    what: "data as string",
+    call: (s) => s.compareAndSet("k", { seqno: 0n, data: "x" as Loose }),
+    error: TypeError,
+    includes: "next.data must be a Uint8Array",
+  },
+  {
+    what: "data as array",
+    call: (s) => s.compareAndSet("k", { seqno: 0n, data: [1, 2] as Loose }),
+    error: TypeError,
+    includes: "next.data must be a Uint8Array",
+  },
+  {
+    what: "data too large",
+    call: (s) => s.compareAndSet("k", { seqno: 0n, data: new Uint8Array(MAX_DATA_BYTES + 1) }),
+    error: RangeError,
+    includes: `above the limit of ${MAX_DATA_BYTES}`,
+  },
+  {
+    what: "scan from number",
+    call: (s) => s.scan("k", 0 as Loose),
+    error: TypeError,
+    includes: "from must be a bigint",
+  },
+  {
+    what: "scan from negative",
+    call: (s) => s.scan("k", -5n),
+    error: RangeError,
+    includes: "from -5n is outside",
+  },
+  {
+    what: "scan limit negative",
+    call: (s) => s.scan("k", 0n, -1),
+    error: RangeError,
+    includes: "limit -1 is not a non-negative integer",
+  },
+  {
+    what: "scan limit fractional",
+    call: (s) => s.scan("k", 0n, 1.5),
+    error: RangeError,
+    includes: "limit 1.5",
+  },
+  {
+    what: "scan limit NaN",
+    call: (s) => s.scan("k", 0n, NaN),
+    error: RangeError,
+    includes: "limit NaN",
+  },
+  {
+    what: "scan limit bigint",
+    call: (s) => s.scan("k", 0n, 2n as Loose),
+    error: TypeError,
+    includes: "limit must be a number",
+  },
+  {
+    what: "scan limit string",
+    call: (s) => s.scan("k", 0n, "3" as Loose),
+    error: TypeError,
+    includes: "limit must be a number",
+  },
+  {
+    what: "truncate seqno number",
+    call: (s) => s.truncate("k", 1 as Loose),
+    error: TypeError,
+    includes: "seqno must be a bigint",
+  },
+  {
+    what: "truncate seqno negative",
+    call: (s) => s.truncate("k", -1n),
+    error: RangeError,
+    includes: "seqno -1n is outside",
+  },
+  {
+    what: "truncate seqno above range",
+    call: (s) => s.truncate("k", MAX_SEQNO + 1n),
+    error: RangeError,
+    includes: "is outside",
+  },
+];
+
+/**
+ * The cases every {@linkcode Consensus} must pass. Run them with
+ * {@linkcode runConformance}, or one by one.
+ */
+export const conformanceCases: readonly ConformanceCase[] = [
+  {
+    name: "an empty key has no head, scans empty and rejects truncation",
+    run: (h) =>
+      withStore(h, async (store) => {
+        assertEquals(await store.head("empty"), undefined, "head");
+        assertEquals(await store.scan("empty", 0n), [], "scan");
+        assertEquals(await store.scan("empty", 0n, 10), [], "scan with limit");
+        await assertRejects(() => store.truncate("empty", 0n), RangeError, "has no data");
+        assertEquals(await keysOf(store), [], "listKeys");
+      }),
+  },
+  {
+    name: "the first write must be seqno 0",
+    run: (h) =>
+      withStore(h, async (store) => {
+        assertEquals(await store.compareAndSet("k", v(1n, "one")), "mismatch", "seqno 1 first");
+        assertEquals(await store.compareAndSet("k", v(5n, "five")), "mismatch", "seqno 5 first");
+        assertEquals(await store.head("k"), undefined, "no write landed");
+        assertEquals(await store.compareAndSet("k", v(0n, "zero")), "committed", "seqno 0");
+        assertEquals(await store.compareAndSet("k", v(0n, "again")), "mismatch", "seqno 0 again");
+        assertEquals(await store.head("k"), v(0n, "zero"), "head");
+      }),
+  },
+  {
+    name: "writes at the wrong seqno mismatch and leave the head alone",
+    run: (h) =>
+      withStore(h, async (store) => {
+        await writeChain(store, "k", 3);
+        for (const seqno of [0n, 1n, 2n, 4n, 100n, MAX_SEQNO]) {
+          assertEquals(
+            await store.compareAndSet("k", v(seqno, "bad")),
+            "mismatch",
+            `seqno ${seqno}`,
+          );
+        }
+        assertEquals(await store.head("k"), v(2n, "k#2"), "head");
+        assertEquals(await store.compareAndSet("k", v(3n, "good")), "committed", "seqno 3");
+        assertEquals(await store.head("k"), v(3n, "good"), "new head");
+      }),
+  },
+  {
+    name: "head, scan, from and limit after several writes",
+    run: (h) =>
+      withStore(h, async (store) => {
+        await writeChain(store, "k", 10);
+        const all = Array.from({ length: 10 }, (_, i) => v(BigInt(i), `k#${i}`));
+        assertEquals(await store.head("k"), all[9], "head");
+        assertEquals(await store.scan("k", 0n), all, "scan all");
+        assertEquals(await store.scan("k", 5n), all.slice(5), "scan from 5");
+        assertEquals(await store.scan("k", 3n, 2), all.slice(3, 5), "scan from 3, limit 2");
+        assertEquals(await store.scan("k", 0n, 1), all.slice(0, 1), "limit 1");
+        assertEquals(await store.scan("k", 0n, 0), [], "limit 0");
+        assertEquals(await store.scan("k", 9n, 100), all.slice(9), "limit past the end");
+        assertEquals(await store.scan("k", 10n), [], "from past the head");
+        assertEquals(await store.scan("k", MAX_SEQNO), [], "from the top");
+      }),
+  },
+  {
+    name: "truncate counts, is idempotent and never removes the head",
+    run: (h) =>
+      withStore(h, async (store) => {
+        await writeChain(store, "k", 5);
+        assertEquals(await store.truncate("k", 0n), 0, "truncate below nothing");
+        assertEquals(await store.truncate("k", 3n), 3, "truncate below 3");
+        assertEquals(await store.truncate("k", 3n), 0, "again");
+        assertEquals(await store.truncate("k", 2n), 0, "lower bound");
+        assertEquals((await store.scan("k", 0n)).map((x) => x.seqno), [3n, 4n], "left");
+        assertEquals(await store.truncate("k", 4n), 1, "truncate to the head");
+        assertEquals(await store.head("k"), v(4n, "k#4"), "head survives");
+        assertEquals(await store.scan("k", 0n), [v(4n, "k#4")], "only the head");
+        await assertRejects(() => store.truncate("k", 5n), RangeError, "seqno 5 is above head 4");
+        await assertRejects(() => store.truncate("k", MAX_SEQNO), RangeError, "is above head 4");
+        assertEquals(await store.head("k"), v(4n, "k#4"), "head after rejected truncate");
+        assertEquals(
+          await store.compareAndSet("k", v(0n, "zero")),
+          "mismatch",
+          "the key still has data",
+        );
+        assertEquals(
+          await store.compareAndSet("k", v(4n, "dup")),
+          "mismatch",
+          "the head seqno is taken",
+        );
+        assertEquals(
+          await store.compareAndSet("k", v(5n, "five")),
+          "committed",
+          "append after truncate",
+        );
+        assertEquals(await store.scan("k", 0n), [v(4n, "k#4"), v(5n, "five")], "log after append");
+      }),
+  },
+  {
+    name: "keys are independent",
+    run: (h) =>
+      withStore(h, async (store) => {
+        const keys = ["a", "b", "ключ", "🔑 key", "a'b\"c;-- DROP TABLE consensus", "%_\\"];
+        for (const key of keys) await writeChain(store, key, 3);
+        assertEquals(await store.truncate("a", 2n), 2, "truncate a");
+        assertEquals(await store.compareAndSet("b", v(3n, "b3")), "committed", "advance b");
+        assertEquals((await store.scan("a", 0n)).length, 1, "a truncated");
+        assertEquals((await store.scan("b", 0n)).length, 4, "b advanced");
+        for (const key of keys.slice(2)) {
+          assertEquals(
+            await store.scan(key, 0n),
+            [0, 1, 2].map((i) => v(BigInt(i), `${key}#${i}`)),
+            key,
+          );
+        }
+        assertEquals(await store.head("c"), undefined, "an unwritten key");
+        assertEquals(await store.head("A"), undefined, "keys are case sensitive");
+      }),
+  },
+  {
+    name: "a 10 KiB payload and an empty payload round-trip exactly",
+    run: (h) =>
+      withStore(h, async (store) => {
+        const big = new Uint8Array(10 * 1024);
+        for (let i = 0; i < big.length; i++) big[i] = (i * 7919 + (i >> 8)) & 0xff;
+        const empty = new Uint8Array(0);
+        assertEquals(await store.compareAndSet("big", { seqno: 0n, data: big }), "committed");
+        assertEquals(await store.compareAndSet("empty", { seqno: 0n, data: empty }), "committed");
+        const gotBig = await store.head("big");
+        const gotEmpty = await store.head("empty");
+        assertEquals(gotBig, { seqno: 0n, data: big }, "10 KiB");
+        assertEquals(gotEmpty, { seqno: 0n, data: empty }, "empty");
+        assert(gotBig?.data.constructor === Uint8Array, "data is a plain Uint8Array");
+        assertEquals(typeof gotBig?.seqno, "bigint", "seqno is a bigint");
+        big[0] ^= 0xff; // the store must hold its own copy
+        assertEquals((await store.head("big"))?.data[0], big[0] ^ 0xff, "stored bytes unchanged");
+      }),
+  },
+  {
+    name: "seqnos near 2^63 - 1 and above 2^53 round-trip exactly",
+    run: (h) =>
+      withStore(
+        h,
+        async (store) => {
+          assertEquals(
+            await store.compareAndSet("top", v(MAX_SEQNO, "last")),
+            "committed",
+            "write 2^63 - 1",
+          );
+          assertEquals(await store.head("top"), v(MAX_SEQNO, "last"), "head at 2^63 - 1");
+          assertEquals(
+            await store.scan("top", MAX_SEQNO),
+            [v(MAX_SEQNO, "last")],
+            "scan from the top",
+          );
+          assertEquals(await store.truncate("top", MAX_SEQNO), 1, "truncate to the top");
+          await assertRejects(
+            () => store.compareAndSet("top", v(MAX_SEQNO + 1n, "over")),
+            RangeError,
+            "is outside",
+          );
+          const above53 = 2n ** 53n + 1n; // not representable as a double
+          assertEquals(
+            await store.compareAndSet("mid", v(above53, "exact")),
+            "committed",
+            "write 2^53 + 1",
+          );
+          assertEquals((await store.head("mid"))?.seqno, above53, "2^53 + 1 exactly");
+          assertEquals(
+            await store.compareAndSet("mid", v(2n ** 53n + 2n, "next")),
+            "committed",
+            "write 2^53 + 2",
+          );
+          assertEquals((await store.scan("mid", 0n)).map((x) => x.seqno), [
+            2n ** 53n,
+            above53,
+            above53 + 1n,
+          ]);
+        },
+        new Map([
+          ["top", [v(MAX_SEQNO - 1n, "penultimate")]],
+          ["mid", [v(2n ** 53n, "seed")]],
+        ]),
+      ),
+  },
+  {
+    name: "bad input rejects before any I/O and leaves the store unchanged",
+    run: (h) =>
+      withStore(h, async (store) => {
+        await writeChain(store, "k", 2);
+        const before = await snapshot(store);
+        for (const bad of BAD_INPUTS) {
+          const error = await assertRejects(
+            () => bad.call(store),
+            bad.error,
+            bad.includes,
+            bad.what,
+          );
+          assert(
+            error.message.startsWith("Cannot "),
+            `${bad.what}: message names the action: ${error.message}`,
+          );
+        }
+        assertEquals(await snapshot(store), before, "store unchanged");
+        assertEquals(
+          await store.compareAndSet("k", v(2n, "after")),
+          "committed",
+          "store still usable",
+        );
+      }),
+  },
+  {
+    name: "listKeys lists exactly the keys with data",
+    run: (h) =>
+      withStore(h, async (store) => {
+        assertEquals(await keysOf(store), [], "empty store");
+        const keys = Array.from({ length: 25 }, (_, i) => `key-${String(i).padStart(2, "0")}`);
+        for (const key of keys) await writeChain(store, key, 2);
+        await store.compareAndSet("never", v(3n, "x")); // mismatch: no data
+        await store.truncate("key-00", 1n); // still has its head
+        assertEquals(await keysOf(store), keys, "every key once");
+      }),
+  },
+  {
+    name: "concurrent writers on one key: one winner per seqno, no gaps, no errors",
+    run: (h) =>
+      withStore(h, async (store) => {
+        const report = await raceOnOneKey(store, "contended", {
+          writers: h.writers ?? 8,
+          untilSeqno: h.raceUntil ?? 150n,
+        });
+        assertEquals(report.head, h.raceUntil ?? 150n, "reached the target");
+        assertEquals(report.errors, 0, "errors");
+      }),
+  },
+  {
+    name: "a closed store rejects further operations",
+    run: async (h) => {
+      const store = await h.open();
+      await store.close();
+      await assertRejects(() => store.head("k"), TypeError, "closed");
+      await assertRejects(() => store.compareAndSet("k", v(0n, "x")), TypeError, "closed");
+      await store.close(); // idempotent
+    },
+  },
+];
+
+/**
+ * Registers every conformance case with a test runner.
+ *
+ * @param test The runner's registration function (`Deno.test`, Bun's `test`, `node:test`'s `test`).
+ * @param name A prefix naming the backend.
+ * @param harness How to open the backend.
+ *
+ * @example With Deno
+ * ```ts ignore
+ * import { MemoryConsensus } from "@persist/consensus";
+ * import { runConformance } from "@persist/consensus/testing";
+ *
+ * runConformance(Deno.test, "memory", {
+ *   open: (initial) => Promise.resolve(new MemoryConsensus({ initial: initial?.entries() })),
+ * });
+ * ```
+ */
+export function runConformance(
+  test: (name: string, fn: () => Promise<void>) => unknown,
+  name: string,
+  harness: ConformanceHarness,
+): void {
+  for (const testCase of conformanceCases) {
+    test(`${name}: ${testCase.name}`, () => testCase.run(harness));
+  }
+}

@@ -1,0 +1,25 @@
+/**
+ * The conformance suite every {@linkcode Consensus} backend must pass,
+ * runtime-neutral (no Deno, Bun or Node APIs, no dependencies), so that
+ * anyone writing another backend or driver adapter runs the same cases.
+ *
+ * @example Run the suite with `deno test`
+ * ```ts ignore
+ * import { MemoryConsensus } from "@persist/consensus";
+ * import { runConformance } from "@persist/consensus/testing";
+ *
+ * runConformance(Deno.test, "memory", {
+ *   open: (initial) => Promise.resolve(new MemoryConsensus({ initial: initial?.entries() })),
+ * });
+ * ```
+ *
+ * @module
+ */
+export {
+  type ConformanceCase,
+  conformanceCases,
+  type ConformanceHarness,
+  runConformance,
+} from "./conformance.ts";
+export { raceOnOneKey, type RaceOptions, type RaceReport } from "./race.ts";
+export { ConformanceFailure } from "./_assert.ts";

@@ -1,0 +1,32 @@
+// Shared by the tests that need a real Postgres. `deno task test` always
+// provides DATABASE_URL (a throwaway server when none is given); a bare
+// `deno test` without it reports these tests as ignored, with the reason.
+import postgres from "postgres";
+
+export const DATABASE_URL = Deno.env.get("DATABASE_URL");
+
+let warned = false;
+
+/** Registers a test that needs Postgres; ignored, loudly, without DATABASE_URL. */
+export function dbTest(name: string, fn: () => Promise<void>): void {
+  if (!DATABASE_URL && !warned) {
+    warned = true;
+    console.error(
+      "\n*** DATABASE_URL is not set: the Postgres tests are IGNORED. " +
+        "Run `deno task test`, which starts a throwaway server. ***\n",
+    );
+  }
+  Deno.test({
+    name,
+    ignore: !DATABASE_URL,
+    // Driver pools keep sockets and timers between statements by design.
+    sanitizeOps: false,
+    sanitizeResources: false,
+    fn,
+  });
+}
+
+/** A porsager pool on DATABASE_URL, quiet about notices. */
+export function connect(options: postgres.Options<Record<string, never>> = {}) {
+  return postgres(DATABASE_URL!, { max: 20, onnotice: () => {}, ...options });
+}
