@@ -11,27 +11,12 @@
  *
  * @module
  */
+import { importMapArgs } from "./_jsr.ts";
 import { startThrowawayPostgres } from "./postgres_server.ts";
 
 const extra = Deno.args;
 
-async function jsrReachable(): Promise<boolean> {
-  const probe = await new Deno.Command(Deno.execPath(), {
-    args: ["cache", "--quiet", "tools/_std_assert_probe.ts"],
-    stdout: "null",
-    stderr: "null",
-  }).output();
-  return probe.success;
-}
-
-const importMap: string[] = [];
-if (!await jsrReachable()) {
-  console.error(
-    "*** jsr:@std/assert cannot be resolved (JSR unreachable): running the tests with the offline " +
-      "stand-in tests/_offline/std_assert.ts (node:assert/strict). See README, 'Offline tests'. ***",
-  );
-  importMap.push("--import-map", "tests/_offline/import_map.json");
-}
+const importMap = await importMapArgs();
 
 let env: Record<string, string> = {};
 let stop = async () => {};
