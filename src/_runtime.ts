@@ -5,6 +5,8 @@
 interface Host {
   setTimeout(callback: () => void, ms: number): unknown;
   clearTimeout(id: unknown): void;
+  setInterval(callback: () => void, ms: number): unknown;
+  clearInterval(id: unknown): void;
   AbortController: new () => {
     readonly signal: {
       readonly aborted: boolean;

@@ -1,4 +1,5 @@
 import { classify } from "./_classify.ts";
+import { Deadlines, TIMED_OUT } from "./_deadlines.ts";
 import { host, sleep } from "./_runtime.ts";
 import { checkKey, checkLimit, checkSeqno, checkVersion } from "./_validate.ts";
 import {
@@ -105,8 +106,8 @@ interface Settings {
   table: string;
 }
 
-class Timeout {}
-const TIMED_OUT = new Timeout();
+// How many keys' head lower bounds a store remembers (see #floors).
+const MAX_FLOORS = 10_000;
 
 /**
  * {@linkcode Consensus} on Postgres or CockroachDB, through any
@@ -136,6 +137,16 @@ export class PostgresConsensus implements Consensus {
   readonly #warn: (message: string) => void;
   readonly #schema: string;
   readonly #table: string;
+  readonly #deadlines = new Deadlines();
+  // A lower bound on each recently used key's head: the highest seqno this
+  // store has seen committed or read. Heads only grow (truncate never
+  // removes the head), so a compareAndSet of a seqno at or below it is a
+  // sure mismatch, answered without a round trip: at its invocation the head
+  // is already at least that seqno, which is a valid linearization point.
+  // It is what spares a read-then-CAS loop the wasted round trips of writers
+  // that lost to another writer of this process. Rows must change only
+  // through this library (dropAndRecreate clears it).
+  readonly #floors = new Map<string, bigint>();
   #closed = false;
 
   private constructor(executor: SqlExecutor, dialect: Dialect, settings: Settings) {
@@ -263,6 +274,7 @@ export class PostgresConsensus implements Consensus {
    * ```
    */
   async dropAndRecreate(): Promise<void> {
+    this.#floors.clear();
     await this.#ddl("drop the table", this.#dialect.dropTable);
     await this.#createTable();
   }
@@ -273,7 +285,10 @@ export class PostgresConsensus implements Consensus {
     checkKey("read head", key);
     const { rows } = await this.#run("read head", key, this.#dialect.head, [key]);
     const row = rows[0];
-    return row === undefined ? undefined : { seqno: row[0] as bigint, data: row[1] as Uint8Array };
+    if (row === undefined) return undefined;
+    const seqno = row[0] as bigint;
+    this.#raiseFloor(key, seqno);
+    return { seqno, data: row[1] as Uint8Array };
   }
 
   /** {@inheritDoc Consensus.compareAndSet} */
@@ -281,10 +296,14 @@ export class PostgresConsensus implements Consensus {
     this.#checkOpen("compareAndSet");
     checkKey("compareAndSet", key);
     checkVersion("compareAndSet", next);
+    const floor = this.#floors.get(key);
+    if (floor !== undefined && next.seqno <= floor) return "mismatch";
     const { rowCount } = next.seqno === 0n
       ? await this.#run("compareAndSet", key, this.#dialect.casFirst, [key, next.data])
       : await this.#run("compareAndSet", key, this.#dialect.casNext, [key, next.seqno, next.data]);
-    return rowCount === 1 ? "committed" : "mismatch";
+    if (rowCount !== 1) return "mismatch";
+    this.#raiseFloor(key, next.seqno);
+    return "committed";
   }
 
   /** {@inheritDoc Consensus.scan} */
@@ -318,6 +337,7 @@ export class PostgresConsensus implements Consensus {
         `Cannot truncate ${JSON.stringify(key)}: seqno ${seqno} is above head ${head}`,
       );
     }
+    this.#raiseFloor(key, head);
     return Number(rows[0][1] as bigint);
   }
 
@@ -346,6 +366,18 @@ export class PostgresConsensus implements Consensus {
   /** Closes the store; `await using` calls it. */
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
+  }
+
+  #raiseFloor(key: string, seqno: bigint): void {
+    const floor = this.#floors.get(key);
+    if (floor !== undefined && floor >= seqno) return;
+    // Re-inserting moves the key to the end: the map evicts in least
+    // recently raised order.
+    if (floor !== undefined) this.#floors.delete(key);
+    else if (this.#floors.size >= MAX_FLOORS) {
+      this.#floors.delete(this.#floors.keys().next().value!);
+    }
+    this.#floors.set(key, seqno);
   }
 
   #checkOpen(op: string): void {
@@ -378,7 +410,7 @@ export class PostgresConsensus implements Consensus {
     const deadline = Date.now() + this.#timeoutMs;
     for (let attempt = 1;; attempt++) {
       try {
-        return await this.#attempt(statement, params, deadline - Date.now());
+        return await this.#attempt(statement, params, deadline);
       } catch (error) {
         if (error === TIMED_OUT) {
           throw new ConsensusError(
@@ -409,26 +441,12 @@ export class PostgresConsensus implements Consensus {
   #attempt(
     statement: SqlStatement,
     params: readonly SqlValue[],
-    remainingMs: number,
+    deadline: number,
   ): Promise<SqlResult> {
-    if (remainingMs <= 0) return Promise.reject(TIMED_OUT);
-    const controller = new host.AbortController();
-    return new Promise<SqlResult>((resolve, reject) => {
-      const timer = host.setTimeout(() => {
-        controller.abort();
-        reject(TIMED_OUT);
-      }, remainingMs);
-      this.#executor.query(statement, params, { signal: controller.signal }).then(
-        (result) => {
-          host.clearTimeout(timer);
-          resolve(result);
-        },
-        (error) => {
-          host.clearTimeout(timer);
-          reject(error);
-        },
-      );
-    });
+    return this.#deadlines.run(
+      deadline,
+      (signal) => this.#executor.query(statement, params, { signal }),
+    );
   }
 }
 

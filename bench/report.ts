@@ -1,0 +1,468 @@
+/**
+ * `deno task bench`: the benchmark campaign. Every workload runs the library
+ * beside its ceilings, interleaved in one run on one server: the raw driver
+ * executing the identical SQL without the library, and pgbench executing the
+ * identical statements with the same concurrency. Figures are printed as
+ * markdown tables (ratios beside absolute numbers: on a noisy machine only
+ * the ratios carry over) and written as JSON to `bench/results/`.
+ *
+ * Flags: `--seconds N` per run (default 3), `--rounds N` interleaved rounds
+ * (default 2), `--quick` (1 s, 1 round, fewer sizes: a smoke run),
+ * `--write` (also rewrite the tables in BENCHMARKS.md).
+ *
+ * @module
+ */
+import postgres from "postgres";
+import { PostgresConsensus } from "../mod.ts";
+import { fromPostgresJs } from "../src/adapters/postgres_js.ts";
+import { contended, type ContendedMode } from "./_contended.ts";
+import { findPgBin, hex, percentile, pgbench, type RunResult, timeBoxed } from "./_measure.ts";
+import { benchDialect, postgresJsTarget, TABLE, type Target } from "./_targets.ts";
+import { UPDATE_AVAILABLE, updateWithCounter } from "./_update.ts";
+
+const args = Deno.args;
+const flag = (name: string) => args.includes(`--${name}`);
+const option = (name: string, fallback: number) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? Number(args[i + 1]) : fallback;
+};
+const quick = flag("quick");
+const seconds = option("seconds", quick ? 1 : 3);
+const rounds = option("rounds", quick ? 1 : 2);
+const ms = seconds * 1000;
+const url = Deno.env.get("DATABASE_URL");
+if (!url) {
+  console.error(
+    "DATABASE_URL is not set: run `deno task bench`, which starts a throwaway Postgres",
+  );
+  Deno.exit(2);
+}
+const binDir = await findPgBin();
+const admin = postgres(url, { max: 1, onnotice: () => {} });
+const dialect = benchDialect();
+await admin.unsafe(dialect.dropTable);
+await admin.unsafe(dialect.createTable);
+
+const serverVersion = (await admin`SHOW server_version`)[0].server_version as string;
+const machine = {
+  date: new Date().toISOString(),
+  deno: Deno.version.deno,
+  postgres: serverVersion,
+  cpus: navigator.hardwareConcurrency,
+  os: `${Deno.build.os} ${Deno.build.arch}`,
+  seconds,
+  rounds,
+};
+console.log(`# Benchmarks (${machine.date})`);
+console.log(
+  `Deno ${machine.deno}, Postgres ${machine.postgres} on loopback TCP, ${machine.cpus} cores, ` +
+    `${seconds} s per run, ${rounds} interleaved round(s).\n`,
+);
+
+let runId = 0;
+const fresh = (label: string) => `${label}-${Date.now().toString(36)}-${runId++}`;
+const rate = (r: RunResult) => r.ops / r.seconds;
+const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+const fmt = (x: number, digits = 0) =>
+  Number.isFinite(x) ? x.toLocaleString("en-US", { maximumFractionDigits: digits }) : "n/a";
+const ratio = (
+  a: number,
+  b: number,
+) => (Number.isFinite(a) && Number.isFinite(b) && b > 0 ? (a / b).toFixed(2) : "n/a");
+const progress = (text: string) => console.error(`  [bench] ${text}`);
+
+async function seed(shards: string[]): Promise<void> {
+  await admin.unsafe(
+    `INSERT INTO ${TABLE} (shard, sequence_number, data) SELECT unnest($1::text[]), 0, '\\x00'::bytea`,
+    [shards],
+  );
+}
+
+async function headOf(key: string): Promise<bigint> {
+  const rows = await admin.unsafe(
+    `SELECT coalesce(max(sequence_number), -1)::text AS h FROM ${TABLE} WHERE shard = $1`,
+    [key],
+  );
+  return BigInt(rows[0].h);
+}
+
+// pgbench runs the same two statements as the library: the head read, then
+// the Postgres dialect's compare-and-set with the head bound by \gset.
+function casScript(shardExpr: string, data: Uint8Array): string {
+  const casText = dialect.casNext.text
+    .replaceAll("$1::text", `(${shardExpr})::text`)
+    .replaceAll("$2::int8", "(:head + 1)::int8")
+    .replaceAll("$3::bytea", `'\\x${hex(data)}'::bytea`);
+  const headText = dialect.head.text.replace("$1::text", `(${shardExpr})::text`)
+    .replace("SELECT sequence_number, data", "SELECT sequence_number AS head");
+  return `${headText}\n\\gset\n${casText};\n`;
+}
+
+const results: Record<string, unknown[]> = { uncontended: [], contended: [], reads: [] };
+const target: Target = await postgresJsTarget(url, 20);
+
+// ---- Uncontended: W workers, each on its own key, head then CAS(head + 1).
+console.log("## Uncontended compare-and-set (head, then CAS head + 1; each worker its own key)\n");
+console.log(
+  "| adapter | workers | payload | library CAS/s | raw driver CAS/s | pgbench CAS/s | library / raw | library / pgbench | p50 ms | p99 ms | errors |",
+);
+console.log("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+for (const payloadSize of quick ? [8] : [8, 1024]) {
+  const data = new Uint8Array(payloadSize).map((_, i) => i & 0xff);
+  for (const workers of quick ? [1, 16] : [1, 4, 16]) {
+    const lib: RunResult[] = [], raw: RunResult[] = [], bench: number[] = [];
+    for (let round = 0; round < rounds; round++) {
+      progress(`uncontended ${workers} workers, ${payloadSize} B, round ${round + 1}`);
+      const libKeys = Array.from({ length: workers }, () => fresh("u-lib"));
+      const rawKeys = Array.from({ length: workers }, () => fresh("u-raw"));
+      const pgbPrefix = fresh("u-pgb");
+      await seed([
+        ...libKeys,
+        ...rawKeys,
+        ...Array.from({ length: workers }, (_, i) => `${pgbPrefix}-${i}`),
+      ]);
+      lib.push(
+        await timeBoxed(workers, ms, async (w) => {
+          const startedAt = performance.now();
+          const head = await target.store.head(libKeys[w]);
+          const outcome = await target.store.compareAndSet(libKeys[w], {
+            seqno: head!.seqno + 1n,
+            data,
+          });
+          return { ok: outcome === "committed", attempts: 1, startedAt };
+        }),
+      );
+      raw.push(
+        await timeBoxed(workers, ms, async (w) => {
+          const startedAt = performance.now();
+          const head = await target.rawHead(rawKeys[w]);
+          const ok = await target.rawCas(rawKeys[w], head![0] + 1n, data);
+          return { ok, attempts: 1, startedAt };
+        }),
+      );
+      const pgb = await pgbench(
+        binDir,
+        url,
+        casScript(`'${pgbPrefix}-' || :client_id`, data),
+        workers,
+        seconds,
+      );
+      bench.push(pgb.tps);
+    }
+    const libRate = mean(lib.map(rate)), rawRate = mean(raw.map(rate)), pgbRate = mean(bench);
+    const latencies = lib.flatMap((r) => r.latencies).sort((a, b) => a - b);
+    const errors = lib.reduce((a, r) => a + r.errors, 0);
+    const row = {
+      adapter: target.name,
+      workers,
+      payload: payloadSize,
+      library: libRate,
+      raw: rawRate,
+      pgbench: pgbRate,
+      p50: percentile(latencies, 50),
+      p99: percentile(latencies, 99),
+      errors,
+    };
+    results.uncontended.push(row);
+    console.log(
+      `| ${target.name} | ${workers} | ${payloadSize} B | ${fmt(libRate)} | ${fmt(rawRate)} | ${
+        fmt(pgbRate)
+      } | ${ratio(libRate, rawRate)} | ${ratio(libRate, pgbRate)} | ${fmt(row.p50, 2)} | ${
+        fmt(row.p99, 2)
+      } | ${errors} |`,
+    );
+  }
+}
+
+// ---- Contended: W writers on one key.
+console.log("\n## Contended compare-and-set (W writers on one key)\n");
+console.log(
+  "| mode | writers | committed/s | attempts/s | mismatch % | p50 ms | p99 ms | errors | vs. 1 writer |",
+);
+console.log("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+
+async function multiProcess(
+  key: string,
+  writers: number,
+  mode: ContendedMode,
+): Promise<RunResult> {
+  const processes = 4;
+  const perProcess = Math.max(1, Math.round(writers / processes));
+  const startAt = Date.now() + 1500;
+  const children = Array.from({ length: processes }, () =>
+    new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        "bench/_contended_worker.ts",
+        url!,
+        key,
+        String(perProcess),
+        String(ms),
+        mode,
+        String(startAt),
+      ],
+      stdout: "piped",
+      stderr: "inherit",
+    }).output());
+  const outputs = await Promise.all(children);
+  const merged: RunResult = { ops: 0, attempts: 0, errors: 0, seconds: 0, latencies: [] };
+  for (const out of outputs) {
+    if (!out.success) throw new Error("a contended worker process failed");
+    const r = JSON.parse(new TextDecoder().decode(out.stdout)) as RunResult;
+    merged.ops += r.ops;
+    merged.attempts += r.attempts;
+    merged.errors += r.errors;
+    merged.seconds = Math.max(merged.seconds, r.seconds);
+    merged.latencies.push(...r.latencies);
+  }
+  merged.latencies.sort((a, b) => a - b);
+  return merged;
+}
+
+type ContendedRunner = {
+  label: string;
+  available: boolean;
+  run: (writers: number) => Promise<RunResult>;
+};
+const contendedRunners: ContendedRunner[] = [
+  {
+    label: "library read-then-CAS, 1 process",
+    available: true,
+    run: (w) => contended(target.store, fresh("c-lib"), w, ms, "loop"),
+  },
+  {
+    label: "library update(), 1 process",
+    available: UPDATE_AVAILABLE,
+    run: (w) => contended(target.store, fresh("c-upd"), w, ms, "update", updateWithCounter),
+  },
+  {
+    label: "raw driver read-then-CAS, 1 process",
+    available: true,
+    run: (w) => {
+      const key = fresh("c-raw");
+      return timeBoxed(w, ms, async () => {
+        const startedAt = performance.now();
+        let attempts = 0;
+        for (;;) {
+          const head = await target.rawHead(key);
+          attempts++;
+          if (await target.rawCas(key, head ? head[0] + 1n : 0n, new Uint8Array(8))) {
+            return { ok: true, attempts, startedAt };
+          }
+        }
+      });
+    },
+  },
+  {
+    label: "pgbench read-then-CAS",
+    available: true,
+    run: async (w) => {
+      const key = fresh("c-pgb");
+      await seed([key]);
+      const before = await headOf(key);
+      const pgb = await pgbench(binDir, url!, casScript(`'${key}'`, new Uint8Array(8)), w, seconds);
+      const committed = Number((await headOf(key)) - before);
+      return {
+        ops: committed,
+        attempts: pgb.transactions,
+        errors: pgb.failed,
+        seconds,
+        latencies: [],
+      };
+    },
+  },
+  {
+    label: "library read-then-CAS, 4 processes",
+    available: true,
+    run: (w) => multiProcess(fresh("c-mp"), w, "loop"),
+  },
+  {
+    label: "library update(), 4 processes",
+    available: UPDATE_AVAILABLE,
+    run: (w) => multiProcess(fresh("c-mpu"), w, "update"),
+  },
+];
+const contendedWriters = quick ? [1, 16] : [1, 4, 16];
+const contendedRates = new Map<string, Map<number, RunResult[]>>();
+for (let round = 0; round < rounds; round++) {
+  for (const writers of contendedWriters) {
+    for (const runner of contendedRunners) {
+      if (!runner.available) continue;
+      if (runner.label.includes("4 processes") && writers < 4) continue;
+      progress(`contended ${runner.label}, ${writers} writers, round ${round + 1}`);
+      const r = await runner.run(writers);
+      const byWriters = contendedRates.get(runner.label) ?? new Map();
+      byWriters.set(writers, [...(byWriters.get(writers) ?? []), r]);
+      contendedRates.set(runner.label, byWriters);
+    }
+  }
+}
+const singleWriter = mean(
+  (contendedRates.get("library read-then-CAS, 1 process")?.get(1) ?? []).map(rate),
+);
+for (const runner of contendedRunners) {
+  for (const writers of contendedWriters) {
+    const runs = contendedRates.get(runner.label)?.get(writers);
+    if (!runner.available) {
+      if (writers === 1) console.log(`| ${runner.label} | - | not built yet | | | | | | |`);
+      continue;
+    }
+    if (!runs) continue;
+    const committed = mean(runs.map(rate));
+    const attempts = mean(runs.map((r) => r.attempts / r.seconds));
+    const latencies = runs.flatMap((r) => r.latencies).sort((a, b) => a - b);
+    const errors = runs.reduce((a, r) => a + r.errors, 0);
+    const base = runner.label.startsWith("library")
+      ? singleWriter
+      : mean(contendedRates.get(runner.label)?.get(1)?.map(rate) ?? []);
+    const row = {
+      mode: runner.label,
+      writers,
+      committed,
+      attempts,
+      mismatchPercent: attempts > 0 ? 100 * (1 - committed / attempts) : NaN,
+      p50: percentile(latencies, 50),
+      p99: percentile(latencies, 99),
+      errors,
+      vsSingleWriter: committed / base,
+    };
+    results.contended.push(row);
+    console.log(
+      `| ${runner.label} | ${writers} | ${fmt(committed)} | ${fmt(attempts)} | ${
+        fmt(row.mismatchPercent, 1)
+      } | ${fmt(row.p50, 2)} | ${fmt(row.p99, 2)} | ${errors} | ${ratio(committed, base)} |`,
+    );
+  }
+}
+console.log(
+  "\n`vs. 1 writer`: committed/s over the single-writer read-then-CAS rate of the library in one process " +
+    "(for raw and pgbench rows: over their own single-writer rate).",
+);
+
+// ---- Reads and maintenance.
+console.log("\n## scan, truncate, listKeys\n");
+console.log("| workload | library | raw driver | pgbench | library / raw | library / pgbench |");
+console.log("| --- | ---: | ---: | ---: | ---: | ---: |");
+{
+  const key = fresh("scan");
+  await admin.unsafe(
+    `INSERT INTO ${TABLE} SELECT $1, g, '\\x0102030405060708'::bytea FROM generate_series(0, 999) g`,
+    [key],
+  );
+  const lib: number[] = [], raw: number[] = [], pgb: number[] = [];
+  for (let round = 0; round < rounds; round++) {
+    progress(`scan 1,000 versions, round ${round + 1}`);
+    lib.push(rate(
+      await timeBoxed(4, ms, async () => {
+        const startedAt = performance.now();
+        const versions = await target.store.scan(key, 0n);
+        return { ok: versions.length === 1000, attempts: 1, startedAt };
+      }),
+    ));
+    raw.push(rate(
+      await timeBoxed(4, ms, async () => {
+        const startedAt = performance.now();
+        return { ok: (await target.rawScan(key, 0n)) === 1000, attempts: 1, startedAt };
+      }),
+    ));
+    const script = dialect.scan.text.replace("$1::text", `'${key}'::text`)
+      .replace("$2::int8", "0::int8").replace("$3::int8", "4611686018427387904::int8") + ";\n";
+    pgb.push((await pgbench(binDir, url, script, 4, seconds)).tps);
+  }
+  console.log(
+    `| scan of 1,000 versions (8 B each), 4 workers, scans/s | ${fmt(mean(lib))} | ${
+      fmt(mean(raw))
+    } | ${fmt(mean(pgb))} | ${ratio(mean(lib), mean(raw))} | ${ratio(mean(lib), mean(pgb))} |`,
+  );
+  results.reads.push({
+    workload: "scan1000",
+    library: mean(lib),
+    raw: mean(raw),
+    pgbench: mean(pgb),
+  });
+}
+{
+  const keys = quick ? 50 : 200;
+  const prepare = async (label: string) => {
+    const prefix = fresh(label);
+    await admin.unsafe(
+      `INSERT INTO ${TABLE} SELECT $1 || '-' || k, g, '\\x00'::bytea
+       FROM generate_series(0, ${keys - 1}) k, generate_series(0, 999) g`,
+      [prefix],
+    );
+    return Array.from({ length: keys }, (_, k) => `${prefix}-${k}`);
+  };
+  progress("truncate keeping the last 100 of 1,000 versions");
+  const libKeys = await prepare("tr-lib");
+  const rawKeys = await prepare("tr-raw");
+  await admin.unsafe(`VACUUM ANALYZE ${TABLE}`);
+  let t = performance.now();
+  for (const key of libKeys) await target.store.truncate(key, 900n);
+  const libRate = keys / ((performance.now() - t) / 1000);
+  const rawSql = postgres(url, { max: 1, onnotice: () => {} });
+  t = performance.now();
+  for (const key of rawKeys) {
+    await rawSql.unsafe(dialect.truncate.text, [key, 900n], { prepare: true });
+  }
+  const rawRate = keys / ((performance.now() - t) / 1000);
+  console.log(
+    `| truncate keeping the last 100 of 1,000 versions, 1 worker, truncates/s | ${fmt(libRate)} | ${
+      fmt(rawRate)
+    } | n/a | ${ratio(libRate, rawRate)} | n/a |`,
+  );
+  results.reads.push({ workload: "truncate900", library: libRate, raw: rawRate });
+
+  progress("listKeys over 100,000 keys");
+  const listTable = "bench_list_keys";
+  const listDialect = (await import("../src/dialect.ts")).dialectFor(
+    "postgres",
+    `"${listTable}"`,
+  );
+  await admin.unsafe(listDialect.dropTable);
+  await admin.unsafe(listDialect.createTable);
+  const total = quick ? 20_000 : 100_000;
+  await admin.unsafe(
+    `INSERT INTO ${listTable} SELECT 'key-' || lpad(k::text, 6, '0'), 0, '\\x00'::bytea FROM generate_series(1, ${total}) k`,
+  );
+  await admin.unsafe(`VACUUM ANALYZE ${listTable}`);
+  const listStore = await PostgresConsensus.open(
+    fromPostgresJs(postgres(url, { max: 1, onnotice: () => {} }), { owned: true }),
+    { table: listTable, mode: "postgres", create: false },
+  );
+  t = performance.now();
+  let seen = 0;
+  for await (const _ of listStore.listKeys()) seen++;
+  const libKeysPerSecond = seen / ((performance.now() - t) / 1000);
+  if (seen !== total) throw new Error(`listKeys saw ${seen} keys, expected ${total}`);
+  t = performance.now();
+  let after = "", rawSeen = 0;
+  for (;;) {
+    const rows = await rawSql.unsafe(listDialect.listKeys.text, [after, 1000n], { prepare: true })
+      .values();
+    rawSeen += rows.length;
+    if (rows.length < 1000) break;
+    after = rows[rows.length - 1][0] as string;
+  }
+  const rawKeysPerSecond = rawSeen / ((performance.now() - t) / 1000);
+  console.log(
+    `| listKeys over ${fmt(total)} keys (pages of 1,000), keys/s | ${fmt(libKeysPerSecond)} | ${
+      fmt(rawKeysPerSecond)
+    } | n/a | ${ratio(libKeysPerSecond, rawKeysPerSecond)} | n/a |`,
+  );
+  results.reads.push({
+    workload: "listKeys",
+    keys: total,
+    library: libKeysPerSecond,
+    raw: rawKeysPerSecond,
+  });
+  await listStore.close();
+  await rawSql.end({ timeout: 1 });
+}
+
+await target.close();
+await admin.end({ timeout: 1 });
+await Deno.mkdir("bench/results", { recursive: true });
+const json = JSON.stringify({ machine, ...results }, null, 2);
+await Deno.writeTextFile("bench/results/latest.json", json);
+console.error("\n  [bench] wrote bench/results/latest.json");
