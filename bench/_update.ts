@@ -1,13 +1,20 @@
-// The update() workload body, isolated so the benchmarks run before update()
-// exists (it then reports "n/a").
-import type { Consensus } from "../mod.ts";
+// The update() workload body: an 8-byte counter incremented through update().
+import { type Consensus, update } from "../mod.ts";
 
-const payload = new Uint8Array(8);
+const increment = (current: { data: Uint8Array } | undefined) => {
+  const data = new Uint8Array(8);
+  const view = new DataView(data.buffer);
+  const value = current && current.data.byteLength === 8
+    ? new DataView(current.data.buffer, current.data.byteOffset, 8).getBigUint64(0)
+    : 0n;
+  view.setBigUint64(0, value + 1n);
+  return data;
+};
 
-/** Runs one update; returns the CAS attempts it took. Replaced once update() lands. */
-export function updateWithCounter(_store: Consensus, _key: string): Promise<number> {
-  void payload;
-  return Promise.reject(new Error("update() is not implemented yet"));
+/** Runs one update; returns the CAS attempts it took. */
+export async function updateWithCounter(store: Consensus, key: string): Promise<number> {
+  const { attempts } = await update(store, key, increment);
+  return attempts;
 }
 
-export const UPDATE_AVAILABLE = false;
+export const UPDATE_AVAILABLE = true;

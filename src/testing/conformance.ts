@@ -3,6 +3,7 @@ import type { Consensus, VersionedData } from "../types.ts";
 import { host } from "../_runtime.ts";
 import { assert, assertEquals, assertRejects } from "./_assert.ts";
 import { raceOnOneKey } from "./race.ts";
+import { update } from "../update.ts";
 
 /**
  * How the conformance suite reaches one backend.
@@ -463,6 +464,25 @@ export const conformanceCases: readonly ConformanceCase[] = [
         });
         assertEquals(report.head, h.raceUntil ?? 150n, "reached the target");
         assertEquals(report.errors, 0, "errors");
+      }),
+  },
+  {
+    name: "update() from many concurrent callers loses no increment",
+    run: (h) =>
+      withStore(h, async (store) => {
+        const increment = (current: VersionedData | undefined) =>
+          bytes(String(Number(current ? new host.TextDecoder().decode(current.data) : "0") + 1));
+        const results = await Promise.all(
+          Array.from({ length: 40 }, () => update(store, "counter", increment)),
+        );
+        assert(results.every((r) => r.committed), "every update committed");
+        const head = await store.head("counter");
+        assertEquals(head?.seqno, 39n, "one version per update");
+        assertEquals(new host.TextDecoder().decode(head!.data), "40", "no lost increment");
+        const skipped = await update(store, "counter", () => undefined);
+        assertEquals(skipped.committed, false, "fn declined");
+        assertEquals(skipped.version?.seqno, 39n, "the head it saw");
+        assertEquals((await store.head("counter"))?.seqno, 39n, "nothing written");
       }),
   },
   {

@@ -1,0 +1,171 @@
+import { ConsensusError } from "./errors.ts";
+import type { Consensus, VersionedData } from "./types.ts";
+
+/**
+ * Options for {@linkcode update}.
+ */
+export interface UpdateOptions {
+  /**
+   * How many compare-and-sets one update may lose before it gives up with a
+   * determinate {@linkcode ConsensusError} (nothing was written).
+   *
+   * @default {100}
+   */
+  maxAttempts?: number;
+}
+
+/**
+ * What {@linkcode update} did.
+ */
+export interface UpdateResult {
+  /** The version written, or the head `fn` declined to change. */
+  readonly version: VersionedData | undefined;
+  /** Whether a version was written (`false` when `fn` returned `undefined`). */
+  readonly committed: boolean;
+  /** Compare-and-sets sent, including lost ones. */
+  readonly attempts: number;
+}
+
+/** The function that computes the next payload from the current head. */
+export type UpdateFn = (
+  current: VersionedData | undefined,
+) => Uint8Array | undefined | Promise<Uint8Array | undefined>;
+
+interface KeyState {
+  /** The last version this process committed or read, while believed current. */
+  head: VersionedData | undefined;
+  known: boolean;
+  /** The tail of this key's queue of updates in this process. */
+  tail: Promise<unknown>;
+  waiting: number;
+}
+
+const MAX_REMEMBERED_HEADS = 1024;
+const states = new WeakMap<Consensus, Map<string, KeyState>>();
+
+function stateOf(store: Consensus, key: string): KeyState {
+  let keys = states.get(store);
+  if (keys === undefined) {
+    keys = new Map();
+    states.set(store, keys);
+  }
+  let state = keys.get(key);
+  if (state === undefined) {
+    if (keys.size >= MAX_REMEMBERED_HEADS) {
+      // Forget an idle key; keys with queued updates stay.
+      for (const [k, s] of keys) {
+        if (s.waiting === 0) {
+          keys.delete(k);
+          break;
+        }
+      }
+    }
+    state = { head: undefined, known: false, tail: Promise.resolve(), waiting: 0 };
+    keys.set(key, state);
+  }
+  return state;
+}
+
+/**
+ * Runs a read-modify-write of `key`: reads the head, computes the next
+ * payload with `fn`, appends it with compare-and-set, and on a lost race
+ * reads again and retries. The way to advance a shared key from many places.
+ *
+ * Within one process, updates of one key on one store run one at a time (one
+ * compare-and-set in flight per key per process), so writers of the same
+ * process never waste round trips racing each other, and each update starts
+ * from the version the previous one committed, without reading it back: an
+ * uncontended update is one round trip. Writers in other processes are
+ * handled by compare-and-set: a stale start is a mismatch, then a fresh read.
+ *
+ * `fn` may run more than once (once per attempt) and must not have side
+ * effects beyond computing the payload; it may return `undefined` to write
+ * nothing. The bytes it returns must not be changed afterwards.
+ *
+ * @param store Any {@linkcode Consensus}.
+ * @param key The key to update.
+ * @param fn Computes the next payload from the current head (`undefined` when the key is empty).
+ * @param options Attempt limit.
+ * @returns The version written (or left), whether one was written, and the attempts made.
+ * @throws {TypeError | RangeError} When the key or `fn`'s result is invalid (nothing written).
+ * @throws {ConsensusError} When the store failed, or the update lost `maxAttempts` races in a row (determinate).
+ *
+ * @example A shared counter
+ * ```ts
+ * import { MemoryConsensus, update } from "@persist/consensus";
+ *
+ * await using store = new MemoryConsensus();
+ * const increment = (current: { data: Uint8Array } | undefined) =>
+ *   Uint8Array.of((current?.data[0] ?? 0) + 1);
+ * await Promise.all([1, 2, 3].map(() => update(store, "counter", increment)));
+ * const head = await store.head("counter");
+ * if (head?.data[0] !== 3 || head.seqno !== 2n) throw new Error("lost an update");
+ * ```
+ */
+export function update(
+  store: Consensus,
+  key: string,
+  fn: UpdateFn,
+  options: UpdateOptions = {},
+): Promise<UpdateResult> {
+  const maxAttempts = options.maxAttempts ?? 100;
+  if (!Number.isSafeInteger(maxAttempts) || maxAttempts < 1) {
+    return Promise.reject(
+      new RangeError(`Cannot update: maxAttempts must be a positive integer, got ${maxAttempts}`),
+    );
+  }
+  if (typeof fn !== "function") {
+    return Promise.reject(new TypeError(`Cannot update: fn must be a function, got ${typeof fn}`));
+  }
+  const state = stateOf(store, key);
+  state.waiting++;
+  const run = state.tail.then(() => attempt(store, key, fn, maxAttempts, state));
+  state.tail = run.then(
+    () => state.waiting--,
+    () => state.waiting--,
+  );
+  return run;
+}
+
+async function attempt(
+  store: Consensus,
+  key: string,
+  fn: UpdateFn,
+  maxAttempts: number,
+  state: KeyState,
+): Promise<UpdateResult> {
+  for (let attempts = 0; attempts < maxAttempts;) {
+    let current: VersionedData | undefined;
+    try {
+      current = state.known ? state.head : await store.head(key);
+    } catch (error) {
+      state.known = false;
+      throw error;
+    }
+    const data = await fn(current);
+    if (data === undefined) {
+      state.head = current;
+      state.known = true;
+      return { version: current, committed: false, attempts };
+    }
+    const next = { seqno: current === undefined ? 0n : current.seqno + 1n, data };
+    attempts++;
+    let outcome;
+    try {
+      outcome = await store.compareAndSet(key, next);
+    } catch (error) {
+      state.known = false;
+      throw error;
+    }
+    if (outcome === "committed") {
+      state.head = next;
+      state.known = true;
+      return { version: next, committed: true, attempts };
+    }
+    state.known = false;
+  }
+  throw new ConsensusError(
+    `update ${JSON.stringify(key)} lost ${maxAttempts} compare-and-sets in a row and wrote nothing`,
+    { determinate: true },
+  );
+}

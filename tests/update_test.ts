@@ -1,0 +1,107 @@
+import { assert, assertEquals, assertInstanceOf, assertRejects } from "@std/assert";
+import { ConsensusError, MemoryConsensus, PostgresConsensus, update } from "../mod.ts";
+import { fromPostgresJs } from "../src/adapters/postgres_js.ts";
+import { dialectFor, quoteIdentifier } from "../src/dialect.ts";
+import { connect, dbTest } from "./_db.ts";
+
+const counter = (current: { data: Uint8Array } | undefined) =>
+  new TextEncoder().encode(
+    String(Number(current ? new TextDecoder().decode(current.data) : "0") + 1),
+  );
+
+Deno.test("update: in one process, one CAS in flight per key: no wasted attempts", async () => {
+  const store = new MemoryConsensus();
+  const results = await Promise.all(Array.from({ length: 50 }, () => update(store, "k", counter)));
+  assertEquals(results.map((r) => r.attempts), results.map(() => 1));
+  assertEquals(new TextDecoder().decode((await store.head("k"))!.data), "50");
+});
+
+Deno.test("update: rejects bad options and bad payloads before writing", async () => {
+  const store = new MemoryConsensus();
+  await assertRejects(
+    () => update(store, "k", counter, { maxAttempts: 0 }),
+    RangeError,
+    "maxAttempts",
+  );
+  // deno-lint-ignore no-explicit-any
+  await assertRejects(() => update(store, "k", "nope" as any), TypeError, "fn must be a function");
+  // deno-lint-ignore no-explicit-any
+  await assertRejects(() => update(store, "k", () => "text" as any), TypeError, "next.data");
+  assertEquals(await store.head("k"), undefined);
+  // The queue survives a failed update.
+  assertEquals((await update(store, "k", counter)).committed, true);
+});
+
+async function table(name: string) {
+  const sql = connect({ max: 2 });
+  const ddl = dialectFor("postgres", quoteIdentifier(name, "table"));
+  await sql.unsafe(ddl.dropTable);
+  await sql.unsafe(ddl.createTable);
+  await sql.end();
+}
+
+const open = (table: string, maxAttempts?: number) =>
+  PostgresConsensus.open(fromPostgresJs(connect({ max: 8 }), { owned: true }), {
+    table,
+    create: false,
+  }).then((store) => ({ store, maxAttempts }));
+
+dbTest("update: two stores (as two processes) on one key lose no increment", async () => {
+  await table("update_two_stores");
+  const { store: a } = await open("update_two_stores");
+  const { store: b } = await open("update_two_stores");
+  try {
+    const runs = await Promise.all(
+      Array.from({ length: 60 }, (_, i) => update(i % 2 ? a : b, "shared", counter)),
+    );
+    assert(runs.every((r) => r.committed));
+    const head = await a.head("shared");
+    assertEquals(head?.seqno, 59n);
+    assertEquals(new TextDecoder().decode(head!.data), "60");
+    const chain = await a.scan("shared", 0n);
+    assertEquals(
+      chain.map((v) => new TextDecoder().decode(v.data)),
+      chain.map((_, i) => `${i + 1}`),
+    );
+  } finally {
+    await a.close();
+    await b.close();
+  }
+});
+
+dbTest(
+  "update: giving up after maxAttempts lost races is determinate and writes nothing",
+  async () => {
+    await table("update_give_up");
+    const stores = await Promise.all(Array.from({ length: 4 }, () => open("update_give_up")));
+    let gaveUp = 0;
+    try {
+      const outcomes = await Promise.allSettled(
+        Array.from(
+          { length: 80 },
+          (_, i) => update(stores[i % 4].store, "k", counter, { maxAttempts: 1 }),
+        ),
+      );
+      let committed = 0;
+      for (const outcome of outcomes) {
+        if (outcome.status === "fulfilled") {
+          committed++;
+        } else {
+          assertInstanceOf(outcome.reason, ConsensusError);
+          assert(outcome.reason.determinate);
+          gaveUp++;
+        }
+      }
+      const head = await stores[0].store.head("k");
+      assertEquals(
+        Number(head!.seqno) + 1,
+        committed,
+        "exactly the committed updates were written",
+      );
+      assertEquals(new TextDecoder().decode(head!.data), String(committed));
+      console.log(`  ${committed} committed, ${gaveUp} gave up`);
+    } finally {
+      for (const { store } of stores) await store.close();
+    }
+  },
+);
