@@ -147,6 +147,8 @@ export class PostgresConsensus implements Consensus {
   // that lost to another writer of this process. Rows must change only
   // through this library (dropAndRecreate clears it).
   readonly #floors = new Map<string, bigint>();
+  // The latest compare-and-set in flight per key (see compareAndSet).
+  readonly #inflight = new Map<string, { seqno: bigint; done: Promise<void> }>();
   #closed = false;
 
   private constructor(executor: SqlExecutor, dialect: Dialect, settings: Settings) {
@@ -296,14 +298,35 @@ export class PostgresConsensus implements Consensus {
     this.#checkOpen("compareAndSet");
     checkKey("compareAndSet", key);
     checkVersion("compareAndSet", next);
+    const deadline = Date.now() + this.#timeoutMs;
+    // A compare-and-set for the same key and seqno already in flight from
+    // this store: wait for it. If it commits, this one is a sure mismatch
+    // (linearized just after that commit, which falls inside this call), and
+    // no round trip is spent losing a race on the server, where the loser
+    // would only wait for the winner's row lock. Otherwise this one runs.
+    const ahead = this.#inflight.get(key);
+    if (ahead !== undefined && ahead.seqno === next.seqno) await ahead.done;
     const floor = this.#floors.get(key);
     if (floor !== undefined && next.seqno <= floor) return "mismatch";
-    const { rowCount } = next.seqno === 0n
-      ? await this.#run("compareAndSet", key, this.#dialect.casFirst, [key, next.data])
-      : await this.#run("compareAndSet", key, this.#dialect.casNext, [key, next.seqno, next.data]);
-    if (rowCount !== 1) return "mismatch";
-    this.#raiseFloor(key, next.seqno);
-    return "committed";
+    const run = next.seqno === 0n
+      ? this.#run("compareAndSet", key, this.#dialect.casFirst, [key, next.data], deadline)
+      : this.#run(
+        "compareAndSet",
+        key,
+        this.#dialect.casNext,
+        [key, next.seqno, next.data],
+        deadline,
+      );
+    const entry = { seqno: next.seqno, done: run.then(() => {}, () => {}) };
+    this.#inflight.set(key, entry);
+    try {
+      const { rowCount } = await run;
+      if (rowCount !== 1) return "mismatch";
+      this.#raiseFloor(key, next.seqno);
+      return "committed";
+    } finally {
+      if (this.#inflight.get(key) === entry) this.#inflight.delete(key);
+    }
   }
 
   /** {@inheritDoc Consensus.scan} */
@@ -406,8 +429,8 @@ export class PostgresConsensus implements Consensus {
     key: string,
     statement: SqlStatement,
     params: readonly SqlValue[],
+    deadline: number = Date.now() + this.#timeoutMs,
   ): Promise<SqlResult> {
-    const deadline = Date.now() + this.#timeoutMs;
     for (let attempt = 1;; attempt++) {
       try {
         return await this.#attempt(statement, params, deadline);

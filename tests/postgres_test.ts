@@ -45,39 +45,64 @@ async function fresh(
   return { sql, store };
 }
 
+// Writers in one store queue behind each other's in-flight compare-and-set
+// of the same seqno; writers in separate stores (separate processes) race on
+// the server. Both must hold: one winner per seqno, no gaps, no errors.
+async function stores(table: string, count: number, options: Parameters<typeof fresh>[1] = {}) {
+  const first = await fresh(table, options);
+  const { connection, max, ...storeOptions } = options;
+  const rest = await Promise.all(
+    Array.from({ length: count - 1 }, () =>
+      PostgresConsensus.open(
+        fromPostgresJs(connect({ max: max ?? 20, connection }), { owned: true }),
+        { table, create: false, ...storeOptions },
+      )),
+  );
+  return [first.store, ...rest];
+}
+
 for (const mode of ["postgres", "cockroach"] as const) {
-  dbTest(`race (${mode} statements): 16 writers on one key for 5 s`, async () => {
-    const { store } = await fresh(`race_16_${mode}`, { mode, max: 16 });
-    try {
-      const report = await raceOnOneKey(store, "hot", { writers: 16, durationMs: 5_000 });
-      console.log(
-        `  ${mode} statements, 16 writers, 5 s: ${report.committed} committed, ` +
-          `${report.mismatched} mismatched, ${report.errors} errors, head ${report.head}`,
-      );
-      assertEquals(report.errors, 0);
-      assert(report.committed > 100, `only ${report.committed} commits in 5 s`);
-    } finally {
-      await store.close();
-    }
-  });
+  for (const processes of [1, 4]) {
+    dbTest(
+      `race (${mode} statements): 16 writers on one key for 5 s, ${processes} store(s)`,
+      async () => {
+        const all = await stores(`race_16_${mode}_${processes}`, processes, {
+          mode,
+          max: 16 / processes,
+        });
+        try {
+          const report = await raceOnOneKey(all, "hot", { writers: 16, durationMs: 5_000 });
+          console.log(
+            `  ${mode} statements, 16 writers in ${processes} store(s), 5 s: ` +
+              `${report.committed} committed, ${report.mismatched} mismatched, ` +
+              `${report.errors} errors, head ${report.head}`,
+          );
+          assertEquals(report.errors, 0);
+          assert(report.committed > 100, `only ${report.committed} commits in 5 s`);
+        } finally {
+          for (const store of all) await store.close();
+        }
+      },
+    );
+  }
 }
 
 for (const isolation of ["read committed", "repeatable read", "serializable"] as const) {
   for (const mode of ["postgres", "cockroach"] as const) {
     dbTest(`race at ${isolation} (${mode} statements): lost races are mismatches`, async () => {
       const table = `race_${mode}_${isolation.replace(" ", "_")}`;
-      const { store } = await fresh(table, {
+      const all = await stores(table, 4, {
         mode,
         connection: { default_transaction_isolation: isolation },
         maxAttempts: 50,
-        max: 8,
+        max: 2,
       });
       try {
-        const report = await raceOnOneKey(store, "k", { writers: 8, untilSeqno: 120n });
+        const report = await raceOnOneKey(all, "k", { writers: 8, untilSeqno: 120n });
         assertEquals(report.errors, 0);
         assertEquals(report.head, 120n);
       } finally {
-        await store.close();
+        for (const store of all) await store.close();
       }
     });
   }
@@ -86,11 +111,22 @@ for (const isolation of ["read committed", "repeatable read", "serializable"] as
 dbTest(
   "serialization failures that outlast the retries are determinate: nothing landed",
   async () => {
-    const { store } = await fresh("determinate_40001", {
-      connection: { default_transaction_isolation: "serializable" },
+    // Eight stores, as eight processes: one store would queue its own
+    // writers of a key locally and never conflict on the server.
+    const options = {
+      connection: { default_transaction_isolation: "serializable" as const },
       maxAttempts: 1,
-      max: 8,
-    });
+      max: 1,
+    };
+    const { store } = await fresh("determinate_40001", options);
+    const others = await Promise.all(
+      Array.from({ length: 7 }, () =>
+        PostgresConsensus.open(
+          fromPostgresJs(connect({ max: 1, connection: options.connection }), { owned: true }),
+          { table: "determinate_40001", create: false, maxAttempts: 1 },
+        )),
+    );
+    const stores = [store, ...others];
     const failed: string[] = [];
     const codes = new Set<string | undefined>();
     let n = 0;
@@ -98,10 +134,10 @@ dbTest(
       await Promise.all(Array.from({ length: 8 }, async (_, w) => {
         const deadline = Date.now() + 4_000;
         while (Date.now() < deadline && failed.length < 40) {
-          const head = await store.head("k").catch(() => undefined);
+          const head = await stores[w].head("k").catch(() => undefined);
           const payload = `${w}:${n++}`;
           try {
-            await store.compareAndSet("k", {
+            await stores[w].compareAndSet("k", {
               seqno: head ? head.seqno + 1n : 0n,
               data: bytes(payload),
             });
@@ -121,7 +157,7 @@ dbTest(
       for (const payload of failed) assert(!stored.has(payload), `${payload} failed yet landed`);
       for (const code of codes) assert(code === "40001" || code === "40P01", `code ${code}`);
     } finally {
-      await store.close();
+      for (const s of stores) await s.close();
     }
   },
 );

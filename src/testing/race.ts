@@ -34,7 +34,8 @@ export interface RaceReport {
  * gapless from 0 to the head, and every seqno has exactly one writer that was
  * told "committed", whose payload is the one stored.
  *
- * @param store The store to race on.
+ * @param store The store to race on, or several on the same data (as
+ *   separate processes would be): writer `i` uses `store[i % store.length]`.
  * @param key A key with no data.
  * @param options Writers and bounds (at least one of `untilSeqno`, `durationMs`).
  * @returns Counts, for reports.
@@ -52,10 +53,13 @@ export interface RaceReport {
  * ```
  */
 export async function raceOnOneKey(
-  store: Consensus,
+  store: Consensus | readonly Consensus[],
   key: string,
   options: RaceOptions,
 ): Promise<RaceReport> {
+  const stores: readonly Consensus[] = Array.isArray(store)
+    ? store as readonly Consensus[]
+    : [store as Consensus];
   const { writers, untilSeqno, durationMs, onProgress } = options;
   assert(
     untilSeqno !== undefined || durationMs !== undefined,
@@ -72,6 +76,7 @@ export async function raceOnOneKey(
   const finished = () => done || (durationMs !== undefined && Date.now() - started >= durationMs);
 
   async function writer(id: number): Promise<void> {
+    const store = stores[id % stores.length];
     let attempt = 0;
     while (!finished()) {
       try {
@@ -110,7 +115,7 @@ export async function raceOnOneKey(
   if (errors.length > 0) {
     throw new AggregateError(errors, `${errors.length} operations threw during the race`);
   }
-  const versions = await store.scan(key, 0n);
+  const versions = await stores[0].scan(key, 0n);
   const decoder = new host.TextDecoder();
   assertEquals(versions.length, committed, "versions stored vs. commits acknowledged");
   versions.forEach((version, index) => {
