@@ -7,6 +7,7 @@ interface Host {
   clearTimeout(id: unknown): void;
   setInterval(callback: () => void, ms: number): unknown;
   clearInterval(id: unknown): void;
+  queueMicrotask(callback: () => void): void;
   AbortController: new () => {
     readonly signal: {
       readonly aborted: boolean;

@@ -147,6 +147,8 @@ export class PostgresConsensus implements Consensus {
   // that lost to another writer of this process. Rows must change only
   // through this library (dropAndRecreate clears it).
   readonly #floors = new Map<string, bigint>();
+  // Head reads of a key waiting for the end of this turn (see head).
+  readonly #headBatches = new Map<string, Promise<VersionedData | undefined>>();
   // The latest compare-and-set in flight per key (see compareAndSet).
   readonly #inflight = new Map<string, { seqno: bigint; done: Promise<void> }>();
   #closed = false;
@@ -285,12 +287,28 @@ export class PostgresConsensus implements Consensus {
   async head(key: string): Promise<VersionedData | undefined> {
     this.#checkOpen("read head");
     checkKey("read head", key);
-    const { rows } = await this.#run("read head", key, this.#dialect.head, [key]);
-    const row = rows[0];
-    if (row === undefined) return undefined;
-    const seqno = row[0] as bigint;
-    this.#raiseFloor(key, seqno);
-    return { seqno, data: row[1] as Uint8Array };
+    // Reads of one key invoked in the same turn of the event loop share one
+    // statement, sent once that turn's microtasks have run: it starts after
+    // every one of their invocations, so its answer is a linearizable answer
+    // for each. Writers that all lost a race to this store's winner re-read
+    // the head together, and this spends one round trip on them, not one
+    // each.
+    const batch = this.#headBatches.get(key);
+    if (batch !== undefined) {
+      const version = await batch;
+      return version && { seqno: version.seqno, data: version.data.slice() };
+    }
+    const read = new Promise<void>((resolve) => host.queueMicrotask(resolve)).then(async () => {
+      this.#headBatches.delete(key);
+      const { rows } = await this.#run("read head", key, this.#dialect.head, [key]);
+      const row = rows[0];
+      if (row === undefined) return undefined;
+      const seqno = row[0] as bigint;
+      this.#raiseFloor(key, seqno);
+      return { seqno, data: row[1] as Uint8Array };
+    });
+    this.#headBatches.set(key, read);
+    return await read;
   }
 
   /** {@inheritDoc Consensus.compareAndSet} */
