@@ -46,12 +46,16 @@ export async function postgresJsTarget(url: string, max: number): Promise<Target
     },
     async rawCas(key, seqno, data) {
       const rows = seqno === 0n
-        ? await rawSql.unsafe(dialect.casFirst.text, [key, data], prepared)
-        : await rawSql.unsafe(dialect.casNext.text, [key, seqno, data], prepared);
+        ? await rawSql.unsafe(dialect.casFirst.text, [key, data] as never[], prepared)
+        : await rawSql.unsafe(dialect.casNext.text, [key, seqno, data] as never[], prepared);
       return rows.count === 1;
     },
     async rawScan(key, from) {
-      const rows = await rawSql.unsafe(dialect.scan.text, [key, from, 2n ** 62n], prepared)
+      const rows = await rawSql.unsafe(
+        dialect.scan.text,
+        [key, from, 2n ** 62n] as never[],
+        prepared,
+      )
         .values();
       return rows.length;
     },

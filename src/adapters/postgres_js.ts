@@ -105,26 +105,23 @@ function toBytes(value: unknown): Uint8Array | null {
     : new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
+// Converts in place: porsager hands over fresh row arrays that nothing else
+// references, so no second array per row is allocated.
 function convertRows(
   rows: ReadonlyArray<readonly unknown[]>,
   statement: SqlStatement,
 ): SqlValue[][] {
   const columns = statement.columns;
-  const out = new Array<SqlValue[]>(rows.length);
-  for (let i = 0; i < rows.length; i++) {
-    const row = rows[i];
-    const values = new Array<SqlValue>(columns.length);
-    for (let c = 0; c < columns.length; c++) {
-      const type = columns[c];
-      values[c] = type === "int8"
-        ? toBigInt(row[c])
-        : type === "bytea"
-        ? toBytes(row[c])
-        : (row[c] as string | null);
+  for (let c = 0; c < columns.length; c++) {
+    const type = columns[c];
+    if (type === "text") continue;
+    const convert = type === "int8" ? toBigInt : toBytes;
+    for (let i = 0; i < rows.length; i++) {
+      const row = rows[i] as unknown[];
+      row[c] = convert(row[c]);
     }
-    out[i] = values;
   }
-  return out;
+  return rows as unknown as SqlValue[][];
 }
 
 /**
