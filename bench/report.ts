@@ -21,6 +21,12 @@ import { benchDialect, postgresJsTarget, TABLE, type Target } from "./_targets.t
 import { UPDATE_AVAILABLE, updateWithCounter } from "./_update.ts";
 
 const args = Deno.args;
+const lines: string[] = [];
+/** Prints a report line and keeps it for BENCHMARKS.md. */
+function out(line: string): void {
+  console.log(line);
+  lines.push(line);
+}
 const flag = (name: string) => args.includes(`--${name}`);
 const option = (name: string, fallback: number) => {
   const i = args.indexOf(`--${name}`);
@@ -53,8 +59,8 @@ const machine = {
   seconds,
   rounds,
 };
-console.log(`# Benchmarks (${machine.date})`);
-console.log(
+out(`# Benchmarks (${machine.date})`);
+out(
   `Deno ${machine.deno}, Postgres ${machine.postgres} on loopback TCP, ${machine.cpus} cores, ` +
     `${seconds} s per run, ${rounds} interleaved round(s).\n`,
 );
@@ -102,11 +108,11 @@ const results: Record<string, unknown[]> = { uncontended: [], contended: [], rea
 const target: Target = await postgresJsTarget(url, 20);
 
 // ---- Uncontended: W workers, each on its own key, head then CAS(head + 1).
-console.log("## Uncontended compare-and-set (head, then CAS head + 1; each worker its own key)\n");
-console.log(
+out("## Uncontended compare-and-set (head, then CAS head + 1; each worker its own key)\n");
+out(
   "| adapter | workers | payload | library CAS/s | raw driver CAS/s | pgbench CAS/s | library / raw | library / pgbench | p50 ms | p99 ms | errors |",
 );
-console.log("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+out("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
 for (const payloadSize of quick ? [8] : [8, 1024]) {
   const data = new Uint8Array(payloadSize).map((_, i) => i & 0xff);
   for (const workers of quick ? [1, 16] : [1, 4, 16]) {
@@ -164,7 +170,7 @@ for (const payloadSize of quick ? [8] : [8, 1024]) {
       errors,
     };
     results.uncontended.push(row);
-    console.log(
+    out(
       `| ${target.name} | ${workers} | ${payloadSize} B | ${fmt(libRate)} | ${fmt(rawRate)} | ${
         fmt(pgbRate)
       } | ${ratio(libRate, rawRate)} | ${ratio(libRate, pgbRate)} | ${fmt(row.p50, 2)} | ${
@@ -175,11 +181,11 @@ for (const payloadSize of quick ? [8] : [8, 1024]) {
 }
 
 // ---- Contended: W writers on one key.
-console.log("\n## Contended compare-and-set (W writers on one key)\n");
-console.log(
+out("\n## Contended compare-and-set (W writers on one key)\n");
+out(
   "| mode | writers | committed/s | attempts/s | mismatch % | p50 ms | p99 ms | errors | vs. 1 writer |",
 );
-console.log("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+out("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
 
 async function multiProcess(
   key: string,
@@ -305,7 +311,7 @@ for (const runner of contendedRunners) {
   for (const writers of contendedWriters) {
     const runs = contendedRates.get(runner.label)?.get(writers);
     if (!runner.available) {
-      if (writers === 1) console.log(`| ${runner.label} | - | not built yet | | | | | | |`);
+      if (writers === 1) out(`| ${runner.label} | - | not built yet | | | | | | |`);
       continue;
     }
     if (!runs) continue;
@@ -328,22 +334,22 @@ for (const runner of contendedRunners) {
       vsSingleWriter: committed / base,
     };
     results.contended.push(row);
-    console.log(
+    out(
       `| ${runner.label} | ${writers} | ${fmt(committed)} | ${fmt(attempts)} | ${
         fmt(row.mismatchPercent, 1)
       } | ${fmt(row.p50, 2)} | ${fmt(row.p99, 2)} | ${errors} | ${ratio(committed, base)} |`,
     );
   }
 }
-console.log(
+out(
   "\n`vs. 1 writer`: committed/s over the single-writer read-then-CAS rate of the library in one process " +
     "(for raw and pgbench rows: over their own single-writer rate).",
 );
 
 // ---- Reads and maintenance.
-console.log("\n## scan, truncate, listKeys\n");
-console.log("| workload | library | raw driver | pgbench | library / raw | library / pgbench |");
-console.log("| --- | ---: | ---: | ---: | ---: | ---: |");
+out("\n## scan, truncate, listKeys\n");
+out("| workload | library | raw driver | pgbench | library / raw | library / pgbench |");
+out("| --- | ---: | ---: | ---: | ---: | ---: |");
 {
   const key = fresh("scan");
   await admin.unsafe(
@@ -370,7 +376,7 @@ console.log("| --- | ---: | ---: | ---: | ---: | ---: |");
       .replace("$2::int8", "0::int8").replace("$3::int8", "4611686018427387904::int8") + ";\n";
     pgb.push((await pgbench(binDir, url, script, 4, seconds)).tps);
   }
-  console.log(
+  out(
     `| scan of 1,000 versions (8 B each), 4 workers, scans/s | ${fmt(mean(lib))} | ${
       fmt(mean(raw))
     } | ${fmt(mean(pgb))} | ${ratio(mean(lib), mean(raw))} | ${ratio(mean(lib), mean(pgb))} |`,
@@ -412,7 +418,7 @@ console.log("| --- | ---: | ---: | ---: | ---: | ---: |");
   }
   const libRate = keys / (libMs / 1000);
   const rawRate = keys / (rawMs / 1000);
-  console.log(
+  out(
     `| truncate keeping the last 100 of 1,000 versions, 1 worker, truncates/s | ${fmt(libRate)} | ${
       fmt(rawRate)
     } | n/a | ${ratio(libRate, rawRate)} | n/a |`,
@@ -454,7 +460,7 @@ console.log("| --- | ---: | ---: | ---: | ---: | ---: |");
     after = rows[rows.length - 1][0] as string;
   }
   const rawKeysPerSecond = rawSeen / ((performance.now() - t) / 1000);
-  console.log(
+  out(
     `| listKeys over ${fmt(total)} keys (pages of 1,000), keys/s | ${fmt(libKeysPerSecond)} | ${
       fmt(rawKeysPerSecond)
     } | n/a | ${ratio(libKeysPerSecond, rawKeysPerSecond)} | n/a |`,
@@ -474,4 +480,17 @@ await admin.end({ timeout: 1 });
 await Deno.mkdir("bench/results", { recursive: true });
 const json = JSON.stringify({ machine, ...results }, null, 2);
 await Deno.writeTextFile("bench/results/latest.json", json);
-console.error("\n  [bench] wrote bench/results/latest.json");
+await Deno.writeTextFile("bench/results/latest.md", lines.join("\n") + "\n");
+console.error("\n  [bench] wrote bench/results/latest.json and latest.md");
+if (flag("write")) {
+  const doc = await Deno.readTextFile("BENCHMARKS.md");
+  const start = doc.indexOf("<!-- results -->");
+  const end = doc.indexOf("<!-- /results -->");
+  if (start < 0 || end < 0) throw new Error("BENCHMARKS.md lacks the <!-- results --> markers");
+  await Deno.writeTextFile(
+    "BENCHMARKS.md",
+    doc.slice(0, start + "<!-- results -->".length) + "\n" + lines.join("\n") + "\n" +
+      doc.slice(end),
+  );
+  console.error("  [bench] rewrote the results in BENCHMARKS.md");
+}
