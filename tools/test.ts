@@ -1,8 +1,13 @@
 /**
  * `deno task test`: runs every Deno test suite (unit, conformance against
  * memory and a real Postgres, JSDoc examples) against `DATABASE_URL`, or a
- * throwaway local Postgres when none is given, and writes JUnit reports to
- * `.tmp/` for the CI summary.
+ * throwaway local Postgres when none is given, then the Bun suite
+ * (`bun test tests/bun`) against the same server when `bun` is on the PATH,
+ * and writes JUnit reports to `.tmp/` for the CI summary
+ * (`deno.junit.xml`, `doc.junit.xml`, `bun.junit.xml`).
+ *
+ * Without `bun` the Bun suite is reported as SKIPPED; that fails the run
+ * only when `CI` is set, so that CI never passes without it.
  *
  * `@std/assert` comes from JSR. Where JSR cannot be reached (this project's
  * build machines reach only the npm registry), the tests run with
@@ -55,7 +60,37 @@ try {
     const status = await new Deno.Command(Deno.execPath(), { args, env }).spawn().status;
     if (!status.success) failed = true;
   }
+  if (!await runBun(env)) failed = true;
 } finally {
   await stop();
 }
 Deno.exit(failed ? 1 : 0);
+
+// The Bun suite: conformance through Bun.SQL and porsager under Bun, the
+// Bun entry point and the example Bun service. `--filter` is Deno's and is
+// not passed on.
+async function runBun(env: Record<string, string>): Promise<boolean> {
+  const args = [
+    "test",
+    "--reporter=junit",
+    "--reporter-outfile=.tmp/bun.junit.xml",
+    "--timeout=60000",
+    "tests/bun",
+  ];
+  let status: Deno.CommandStatus;
+  try {
+    console.error(`[test] bun ${args.join(" ")}   (bun suite)`);
+    status = await new Deno.Command("bun", { args, env }).spawn().status;
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+    const ci = Boolean(Deno.env.get("CI"));
+    console.error(
+      "\n" + "*".repeat(78) +
+        "\n*** SKIPPED: the Bun suite (tests/bun): `bun` is not on the PATH." +
+        (ci ? " CI is set: this FAILS the run." : " Set CI to make this fail.") + "\n" +
+        "*".repeat(78) + "\n",
+    );
+    return !ci;
+  }
+  return status.success;
+}

@@ -1,0 +1,229 @@
+/**
+ * Adapter for node-postgres (`npm:pg`), on Deno, Bun and Node.
+ *
+ * @module
+ */
+import {
+  type QueryOptions,
+  SqlError,
+  type SqlExecutor,
+  type SqlResult,
+  type SqlStatement,
+  type SqlValue,
+} from "../executor.ts";
+import { convertRows, messageOf, SOCKET_CODES, SQLSTATE } from "./_convert.ts";
+
+/**
+ * The subset of node-postgres' `Pool` the adapter uses, written here so that
+ * importing this module never loads the driver. A `pg.Pool` fits it.
+ *
+ * @example Usage
+ * ```ts
+ * import type { NodePostgresPool } from "@persist/consensus/node-postgres";
+ *
+ * // A pool that refuses every checkout, as a stand-in in a unit test.
+ * const closed: NodePostgresPool = {
+ *   connect: () => Promise.reject(new Error("pool is closed")),
+ *   query: () => Promise.reject(new Error("pool is closed")),
+ *   end: () => Promise.resolve(),
+ * };
+ * ```
+ */
+export interface NodePostgresPool {
+  /** Checks a client out of the pool, connecting one when none is idle. */
+  connect(): Promise<NodePostgresClient>;
+  /** Runs one query on any pooled client (used to cancel a statement). */
+  query(text: string, values?: unknown[]): Promise<unknown>;
+  /** Closes every client and the pool. */
+  end(): Promise<void>;
+}
+
+/** The subset of node-postgres' `PoolClient` the adapter uses. *
+ * @example Usage
+ * ```ts
+ * import type { NodePostgresClient } from "@persist/consensus/node-postgres";
+ *
+ * const client: NodePostgresClient = {
+ *   query: () => Promise.resolve({ rows: [["1"]], rowCount: 1 }),
+ *   release: () => {},
+ * };
+ * ```
+ */
+export interface NodePostgresClient {
+  /** Runs one query; with `name`, prepared once per connection and reused. */
+  query(config: {
+    name?: string;
+    text: string;
+    values?: unknown[];
+    rowMode: "array";
+  }): Promise<NodePostgresResult>;
+  /** Returns the client to the pool; `true` destroys it instead. */
+  release(destroy?: boolean): void;
+  /** The server process id of the connection (set once connected). */
+  readonly processID?: number | null;
+}
+
+/** The subset of node-postgres' query result the adapter uses. *
+ * @example Usage
+ * ```ts
+ * import type { NodePostgresResult } from "@persist/consensus/node-postgres";
+ *
+ * const result: NodePostgresResult = { rows: [["7", new Uint8Array([1])]], rowCount: 1 };
+ * ```
+ */
+export interface NodePostgresResult {
+  /** The rows, as arrays (`rowMode: "array"`). */
+  readonly rows: ArrayLike<ArrayLike<unknown>>;
+  /** Rows affected (DML) or returned; `null` for statements with no count. */
+  readonly rowCount: number | null;
+}
+
+/**
+ * Options for {@linkcode fromNodePostgres}.
+ *
+ * @example Usage
+ * ```ts
+ * import type { FromNodePostgresOptions } from "@persist/consensus/node-postgres";
+ *
+ * const options: FromNodePostgresOptions = { owned: true };
+ * ```
+ */
+export interface FromNodePostgresOptions {
+  /**
+   * Whether closing the executor (and so the store) ends the pool. Leave it
+   * `false` when the pool is shared.
+   *
+   * @default {false}
+   */
+  owned?: boolean;
+}
+
+// An error response from the server: pg's DatabaseError carries the
+// SQLSTATE in `code` and a `severity`; Node's socket errors carry an
+// errno-style `code` and no severity.
+function serverError(error: unknown): { code: string; fatal: boolean } | undefined {
+  const { code, severity } = (error ?? {}) as { code?: unknown; severity?: unknown };
+  if (typeof severity !== "string" || typeof code !== "string" || !SQLSTATE.test(code)) {
+    return undefined;
+  }
+  return { code, fatal: severity === "FATAL" || severity === "PANIC" };
+}
+
+function normalise(error: unknown): SqlError {
+  if (error instanceof SqlError) return error;
+  const server = serverError(error);
+  if (server) return new SqlError(messageOf(error), { code: server.code, cause: error });
+  const code = (error as { code?: unknown } | null)?.code;
+  // Besides socket errors, pg reports a connection that ended under a query
+  // as a plain Error ("Connection terminated unexpectedly"), and a client
+  // that cannot run queries any more as "not queryable".
+  const lost = (typeof code === "string" && SOCKET_CODES.has(code)) ||
+    /connection terminated|not queryable|connection error|timeout/i.test(messageOf(error));
+  return new SqlError(messageOf(error), { connectionLost: lost, cause: error });
+}
+
+/**
+ * Wraps a node-postgres `Pool` as a {@linkcode SqlExecutor}. Each call checks
+ * a client out, runs the statement prepared by name (once per connection),
+ * and releases the client in `finally`, destroying it when the connection
+ * broke. int8 comes back as a string and is converted to `bigint`; bytea
+ * comes back as a `Buffer` and is handed out as a plain `Uint8Array` view;
+ * parameters are passed as `bigint` and `Uint8Array`, which pg serialises
+ * exactly.
+ *
+ * Cancellation: pg has no per-query cancel, so when the core gives up on a
+ * call (its timeout) the adapter asks the server to cancel the statement
+ * with `pg_cancel_backend` on another pooled connection (same role) and
+ * destroys the client instead of returning it to the pool, so that a late
+ * cancel can never hit a later statement. Waiting for a pooled client is
+ * bounded by the core's timeout; set the pool's `connectionTimeoutMillis`
+ * to give the checkout itself a bound.
+ *
+ * @param pool The caller's `pg.Pool`.
+ * @param options Whether the executor owns (and so ends) the pool.
+ * @returns The executor.
+ *
+ * @example Usage
+ * ```ts ignore
+ * import pg from "pg";
+ * import { PostgresConsensus } from "@persist/consensus";
+ * import { fromNodePostgres } from "@persist/consensus/node-postgres";
+ *
+ * const pool = new pg.Pool({ connectionString: Deno.env.get("DATABASE_URL"), max: 10 });
+ * await using store = await PostgresConsensus.open(fromNodePostgres(pool, { owned: true }));
+ * console.log(await store.head("orders"));
+ * ```
+ */
+export function fromNodePostgres(
+  pool: NodePostgresPool,
+  options: FromNodePostgresOptions = {},
+): SqlExecutor {
+  const owned = options.owned ?? false;
+  return {
+    async query(
+      statement: SqlStatement,
+      params: readonly SqlValue[],
+      queryOptions?: QueryOptions,
+    ): Promise<SqlResult> {
+      const signal = queryOptions?.signal;
+      let client: NodePostgresClient;
+      try {
+        client = await pool.connect();
+      } catch (error) {
+        throw normalise(error);
+      }
+      let destroy = false;
+      const cancel = () => {
+        destroy = true;
+        const pid = client.processID;
+        if (typeof pid === "number") {
+          pool.query("SELECT pg_cancel_backend($1::int4)", [pid]).catch(() => {});
+        }
+      };
+      if (signal?.aborted) {
+        client.release();
+        throw new SqlError("Cannot run the statement: the call was abandoned");
+      }
+      signal?.addEventListener("abort", cancel, { once: true });
+      try {
+        const result = await client.query({
+          name: statement.name,
+          text: statement.text,
+          values: params as unknown[],
+          rowMode: "array",
+        });
+        const rows = statement.columns.length === 0 ? [] : convertRows(result.rows, statement);
+        return { rows, rowCount: result.rowCount ?? result.rows.length };
+      } catch (error) {
+        const server = serverError(error);
+        if (!server || server.fatal) destroy = true;
+        throw normalise(error);
+      } finally {
+        signal?.removeEventListener("abort", cancel);
+        client.release(destroy);
+      }
+    },
+    async ddl(text: string): Promise<readonly (readonly unknown[])[]> {
+      let client: NodePostgresClient;
+      try {
+        client = await pool.connect();
+      } catch (error) {
+        throw normalise(error);
+      }
+      let destroy = false;
+      try {
+        const result = await client.query({ text, rowMode: "array" });
+        return Array.from(result.rows ?? [], (row) => Array.from(row));
+      } catch (error) {
+        const server = serverError(error);
+        if (!server || server.fatal) destroy = true;
+        throw normalise(error);
+      } finally {
+        client.release(destroy);
+      }
+    },
+    async close(): Promise<void> {
+      if (owned) await pool.end();
+    },
+  };
+}

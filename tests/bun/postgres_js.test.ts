@@ -1,0 +1,23 @@
+// The conformance suite under Bun through porsager's `postgres` (resolved
+// from node_modules), with the Postgres and the CockroachDB statements.
+import { PostgresConsensus, type VersionedData } from "../../mod.ts";
+import { fromPostgresJs } from "../../src/adapters/postgres_js.ts";
+import { runConformance } from "../../src/testing/mod.ts";
+import { dbTest, porsager, seedTable } from "./_db.ts";
+
+for (const mode of ["postgres", "cockroach"] as const) {
+  const table = `conformance_bun_postgres_js_${mode}`;
+  runConformance(dbTest, `bun postgres-js (${mode} statements)`, {
+    writers: 8,
+    raceUntil: 150n,
+    async open(initial?: ReadonlyMap<string, readonly VersionedData[]>) {
+      await seedTable(table, initial);
+      return await PostgresConsensus.open(fromPostgresJs(porsager(), { owned: true }), {
+        mode,
+        table,
+        create: false,
+        listKeysPageSize: 7,
+      });
+    },
+  });
+}

@@ -1,0 +1,220 @@
+// The conformance suite on a real Postgres through node-postgres (`pg`),
+// with the Postgres and the CockroachDB statements (see
+// postgres_js_test.ts for why the CockroachDB run uses the Postgres DDL),
+// and what is particular to this adapter: error normalisation, destroying a
+// broken client, exact int8.
+import pg from "pg";
+import { assert, assertEquals, assertInstanceOf, assertRejects } from "@std/assert";
+import { ConsensusError, PostgresConsensus, SqlError, type VersionedData } from "../mod.ts";
+import { fromNodePostgres, type NodePostgresPool } from "../src/adapters/node_postgres.ts";
+import { dialectFor, quoteIdentifier } from "../src/dialect.ts";
+import { runConformance } from "../src/testing/mod.ts";
+import { DATABASE_URL, dbTest } from "./_db.ts";
+
+// pg ships no types (they are in @types/pg, which would pull @types/node
+// into every type-check); the tests use this much of its Pool.
+interface Pool extends NodePostgresPool {
+  query(text: string, values?: unknown[]): Promise<{ rows: Record<string, number>[] }>;
+  readonly totalCount: number;
+}
+const PgPool: new (config: Record<string, unknown>) => Pool = pg.Pool;
+
+function pool(options: Record<string, unknown> = {}): Pool {
+  return new PgPool({ connectionString: DATABASE_URL, max: 20, ...options });
+}
+
+async function seed(
+  p: Pool,
+  table: string,
+  initial?: ReadonlyMap<string, readonly VersionedData[]>,
+): Promise<void> {
+  const ddl = dialectFor("postgres", quoteIdentifier(table, "table"));
+  await p.query(ddl.dropTable);
+  await p.query(ddl.createTable);
+  for (const [key, versions] of initial ?? []) {
+    for (const { seqno, data } of versions) {
+      await p.query(
+        `INSERT INTO ${quoteIdentifier(table, "table")} (shard, sequence_number, data)
+         VALUES ($1, $2, $3)`,
+        [key, seqno.toString(), data],
+      );
+    }
+  }
+}
+
+for (const mode of ["postgres", "cockroach"] as const) {
+  const table = `conformance_node_postgres_${mode}`;
+  runConformance(dbTest, `node-postgres (${mode} statements)`, {
+    writers: 8,
+    raceUntil: 150n,
+    async open(initial?: ReadonlyMap<string, readonly VersionedData[]>) {
+      const p = pool();
+      await seed(p, table, initial);
+      return await PostgresConsensus.open(fromNodePostgres(p, { owned: true }), {
+        mode,
+        table,
+        create: false,
+        listKeysPageSize: 7,
+      });
+    },
+  });
+}
+
+const HEAD = {
+  name: "node_postgres_test_head",
+  text: "SELECT sequence_number, data FROM node_postgres_errors WHERE shard = $1::text",
+  params: ["text"],
+  columns: ["int8", "bytea"],
+} as const;
+
+dbTest("node-postgres: a missing table is SQLSTATE 42P01", async () => {
+  const executor = fromNodePostgres(pool({ max: 2 }), { owned: true });
+  try {
+    await executor.ddl("DROP TABLE IF EXISTS node_postgres_errors");
+    const error = await assertRejects(() => executor.query(HEAD, ["k"]), SqlError) as SqlError;
+    assertEquals(error.code, "42P01");
+    assertEquals(error.connectionLost, false);
+  } finally {
+    await executor.close();
+  }
+});
+
+dbTest("node-postgres: a duplicate key is SQLSTATE 23505, and the client survives", async () => {
+  const p = pool({ max: 1 });
+  const executor = fromNodePostgres(p, { owned: true });
+  try {
+    await executor.ddl("DROP TABLE IF EXISTS node_postgres_dup");
+    await executor.ddl("CREATE TABLE node_postgres_dup (id int8 PRIMARY KEY)");
+    const insert = {
+      name: "node_postgres_test_insert",
+      text: "INSERT INTO node_postgres_dup VALUES ($1::int8)",
+      params: ["int8"],
+      columns: [],
+    } as const;
+    await executor.query(insert, [1n]);
+    const pid = (await p.query("SELECT pg_backend_pid() AS pid")).rows[0].pid;
+    const error = await assertRejects(() => executor.query(insert, [1n]), SqlError) as SqlError;
+    assertEquals(error.code, "23505");
+    // An error response leaves the connection usable: the pool keeps it.
+    assertEquals((await p.query("SELECT pg_backend_pid() AS pid")).rows[0].pid, pid);
+  } finally {
+    await executor.close();
+  }
+});
+
+dbTest("node-postgres: connection refused is connectionLost, indeterminate", async () => {
+  // A port that was free a moment ago: nothing listens there.
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  const p = new PgPool({
+    connectionString: `postgres://app:hunter2@127.0.0.1:${port}/app`,
+    connectionTimeoutMillis: 2000,
+  });
+  const executor = fromNodePostgres(p, { owned: true });
+  try {
+    const error = await assertRejects(() => executor.query(HEAD, ["k"]), SqlError) as SqlError;
+    assertEquals(error.connectionLost, true);
+    assertEquals(error.code, undefined);
+    const opened = await assertRejects(
+      () => PostgresConsensus.open(executor, { timeoutMs: 3000 }),
+      ConsensusError,
+    ) as ConsensusError;
+    assertEquals(opened.determinate, false);
+    assert(!opened.message.includes("hunter2"), opened.message);
+  } finally {
+    await executor.close();
+  }
+});
+
+dbTest("node-postgres: a terminated backend is destroyed, not returned to the pool", async () => {
+  const p = pool({ max: 1 });
+  const admin = pool({ max: 1 });
+  const executor = fromNodePostgres(p, { owned: true });
+  try {
+    const sleep = {
+      name: "node_postgres_test_sleep",
+      text: "SELECT pg_backend_pid()::int8 FROM pg_sleep(30)",
+      params: [],
+      columns: ["int8"],
+    } as const;
+    // Caught at once: it fails while the loop below is still polling.
+    const pending = executor.query(sleep, []).then(
+      () => undefined,
+      (error: unknown) => error,
+    );
+    let victim: number | undefined;
+    for (let i = 0; i < 100 && victim === undefined; i++) {
+      const { rows } = await admin.query(
+        "SELECT pid FROM pg_stat_activity WHERE query LIKE '%pg_sleep(30)' AND pid <> pg_backend_pid()",
+      );
+      victim = rows[0]?.pid;
+      if (victim === undefined) await new Promise((r) => setTimeout(r, 50));
+    }
+    assert(victim !== undefined, "the sleeping backend showed up");
+    await admin.query("SELECT pg_terminate_backend($1)", [victim]);
+    const error = await pending;
+    assertInstanceOf(error, SqlError);
+    assertEquals(error.code, "57P01", error.message);
+    // The only pooled client was destroyed: the next call gets a new backend.
+    const pid = {
+      name: "node_postgres_test_pid",
+      text: "SELECT pg_backend_pid()::int8",
+      params: [],
+      columns: ["int8"],
+    } as const;
+    const { rows } = await executor.query(pid, []);
+    assert(rows[0][0] !== BigInt(victim), "a fresh connection");
+    assertEquals(p.totalCount, 1);
+  } finally {
+    await executor.close();
+    await admin.end();
+  }
+});
+
+dbTest("node-postgres: the core's timeout cancels the statement on the server", async () => {
+  const p = pool({ max: 2 });
+  const executor = fromNodePostgres(p, { owned: true });
+  try {
+    const sleep = {
+      name: "node_postgres_test_sleep5",
+      text: "SELECT 1::int8 FROM pg_sleep(5)",
+      params: [],
+      columns: ["int8"],
+    } as const;
+    const controller = new AbortController();
+    const started = Date.now();
+    const pending = executor.query(sleep, [], { signal: controller.signal });
+    setTimeout(() => controller.abort(), 200);
+    const error = await assertRejects(() => pending, SqlError) as SqlError;
+    assertEquals(error.code, "57014", error.message); // query_canceled
+    assert(Date.now() - started < 3000, `cancelled in ${Date.now() - started} ms`);
+  } finally {
+    await executor.close();
+  }
+});
+
+dbTest("node-postgres: int8 above 2^53 and bytea views round-trip exactly", async () => {
+  const executor = fromNodePostgres(pool({ max: 1 }), { owned: true });
+  try {
+    const echo = {
+      name: "node_postgres_test_echo",
+      text: "SELECT $1::int8, $2::bytea, $3::int8",
+      params: ["int8", "bytea", "int8"],
+      columns: ["int8", "bytea", "int8"],
+    } as const;
+    const backing = new Uint8Array([9, 1, 2, 3, 9]);
+    const { rows } = await executor.query(echo, [
+      2n ** 53n + 1n,
+      backing.subarray(1, 4),
+      -(2n ** 63n),
+    ]);
+    assertEquals(rows[0][0], 2n ** 53n + 1n);
+    assertInstanceOf(rows[0][1], Uint8Array);
+    assertEquals((rows[0][1] as Uint8Array).constructor, Uint8Array);
+    assertEquals(rows[0][1], new Uint8Array([1, 2, 3]));
+    assertEquals(rows[0][2], -(2n ** 63n));
+  } finally {
+    await executor.close();
+  }
+});

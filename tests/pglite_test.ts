@@ -1,0 +1,94 @@
+// The conformance suite on PGlite, Postgres in-process (WASM): needs no
+// server and no DATABASE_URL. One PGlite instance serves every case (its
+// start-up takes seconds); each case drops and recreates its table.
+import { PGlite } from "@electric-sql/pglite";
+import { assertEquals, assertRejects } from "@std/assert";
+import { ConsensusError, PostgresConsensus, SqlError, type VersionedData } from "../mod.ts";
+import { fromPglite } from "../src/adapters/pglite.ts";
+import { dialectFor, quoteIdentifier } from "../src/dialect.ts";
+import { runConformance } from "../src/testing/mod.ts";
+
+let shared: Promise<PGlite> | undefined;
+const database = () => shared ??= PGlite.create();
+
+function pgliteTest(name: string, fn: () => Promise<void>): void {
+  // PGlite keeps its WASM instance and timers alive between statements.
+  Deno.test({ name, sanitizeOps: false, sanitizeResources: false, fn });
+}
+
+for (const mode of ["postgres", "cockroach"] as const) {
+  const table = `conformance_pglite_${mode}`;
+  const ddl = dialectFor("postgres", quoteIdentifier(table, "table"));
+  runConformance(pgliteTest, `pglite (${mode} statements)`, {
+    writers: 8,
+    raceUntil: 150n,
+    async open(initial?: ReadonlyMap<string, readonly VersionedData[]>) {
+      const db = await database();
+      await db.query(ddl.dropTable);
+      await db.query(ddl.createTable);
+      for (const [key, versions] of initial ?? []) {
+        for (const { seqno, data } of versions) {
+          await db.query(
+            `INSERT INTO ${quoteIdentifier(table, "table")} (shard, sequence_number, data)
+             VALUES ($1, $2, $3)`,
+            [key, seqno, data],
+          );
+        }
+      }
+      return await PostgresConsensus.open(fromPglite(db), {
+        mode,
+        table,
+        create: false,
+        listKeysPageSize: 7,
+      });
+    },
+  });
+}
+
+pgliteTest("pglite: opens with defaults, detects Postgres and creates the table", async () => {
+  const db = await database();
+  await db.query("DROP TABLE IF EXISTS consensus");
+  await using store = await PostgresConsensus.open(fromPglite(db));
+  assertEquals(store.engine, "postgres");
+  assertEquals(
+    await store.compareAndSet("k", { seqno: 0n, data: new Uint8Array([1]) }),
+    "committed",
+  );
+  assertEquals(await store.head("k"), { seqno: 0n, data: new Uint8Array([1]) });
+});
+
+pgliteTest("pglite: server errors carry their SQLSTATE", async () => {
+  const executor = fromPglite(await database());
+  const statement = {
+    name: "pglite_test_missing",
+    text: "SELECT 1::int8 FROM pglite_no_such_table WHERE $1::text = ''",
+    params: ["text"],
+    columns: ["int8"],
+  } as const;
+  const missing = await assertRejects(() => executor.query(statement, ["k"]), SqlError) as SqlError;
+  assertEquals(missing.code, "42P01");
+  await executor.ddl("DROP TABLE IF EXISTS pglite_dup");
+  await executor.ddl("CREATE TABLE pglite_dup (id int8 PRIMARY KEY)");
+  await executor.ddl("INSERT INTO pglite_dup VALUES (1)");
+  const duplicate = await assertRejects(
+    () => executor.ddl("INSERT INTO pglite_dup VALUES (1)"),
+    SqlError,
+  ) as SqlError;
+  assertEquals(duplicate.code, "23505");
+});
+
+pgliteTest("pglite: a closed database is indeterminate, and owned closes it", async () => {
+  const db = await PGlite.create();
+  const store = await PostgresConsensus.open(fromPglite(db, { owned: true }));
+  await store.close();
+  const error = await assertRejects(
+    () => PostgresConsensus.open(fromPglite(db), { timeoutMs: 2000 }),
+    ConsensusError,
+  ) as ConsensusError;
+  assertEquals(error.determinate, false);
+});
+
+// Registered last: Deno runs a file's tests in order.
+pgliteTest("pglite: close the shared instance", async () => {
+  if (shared) await (await shared).close();
+});
