@@ -1,5 +1,5 @@
-// Shared measurement helpers for the benchmarks: time-boxed worker loops,
-// latency percentiles, and pgbench runs of the identical statements.
+// Runtime-neutral measurement helpers shared by the Deno and Bun runners:
+// time-boxed worker loops, latency percentiles, pgbench output parsing.
 
 /** What one time-boxed run measured. */
 export interface RunResult {
@@ -58,21 +58,9 @@ export function hex(bytes: Uint8Array): string {
   return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
-/**
- * Runs pgbench with a custom script, `clients` clients, for `seconds`, in
- * prepared mode; returns transactions per second (excluding connection setup).
- */
-export async function pgbench(
-  binDir: string,
-  url: string,
-  script: string,
-  clients: number,
-  seconds: number,
-): Promise<{ tps: number; transactions: number; failed: number }> {
-  const file = await Deno.makeTempFile({ suffix: ".sql" });
-  await Deno.writeTextFile(file, script);
-  // pgbench cannot run as root only for initdb; as a client it is fine.
-  const args = [
+/** Arguments for a pgbench run of `script` (a file path) with `clients` clients. */
+export function pgbenchArgs(file: string, url: string, clients: number, seconds: number): string[] {
+  return [
     "-n",
     "-M",
     "prepared",
@@ -86,36 +74,12 @@ export async function pgbench(
     file,
     url,
   ];
-  const out = await new Deno.Command(`${binDir}/pgbench`, {
-    args,
-    stdout: "piped",
-    stderr: "piped",
-  })
-    .output();
-  await Deno.remove(file);
-  const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
-  if (!out.success) throw new Error(`pgbench failed:\n${text}`);
+}
+
+/** Transactions per second (excluding connection setup) and counts from pgbench's output. */
+export function parsePgbench(text: string): { tps: number; transactions: number; failed: number } {
   const tps = Number(/tps = ([\d.]+) \(without initial connection time\)/.exec(text)?.[1]);
   const transactions = Number(/number of transactions actually processed: (\d+)/.exec(text)?.[1]);
   const failed = Number(/number of failed transactions: (\d+)/.exec(text)?.[1] ?? 0);
   return { tps, transactions, failed };
-}
-
-/** Finds the directory holding pgbench. */
-export async function findPgBin(): Promise<string> {
-  const candidates = [Deno.env.get("PG_BIN") ?? ""];
-  try {
-    for await (const entry of Deno.readDir("/usr/lib/postgresql")) {
-      candidates.push(`/usr/lib/postgresql/${entry.name}/bin`);
-    }
-  } catch { /* none */ }
-  for (const dir of (Deno.env.get("PATH") ?? "").split(":")) candidates.push(dir);
-  for (const dir of candidates) {
-    if (!dir) continue;
-    try {
-      await Deno.stat(`${dir}/pgbench`);
-      return dir;
-    } catch { /* next */ }
-  }
-  throw new Error("pgbench not found (set PG_BIN)");
 }

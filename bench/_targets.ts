@@ -65,3 +65,108 @@ export async function postgresJsTarget(url: string, max: number): Promise<Target
     },
   };
 }
+
+/** node-postgres (`pg`) on Deno; statements prepared by name, as the adapter does. */
+export async function nodePostgresTarget(url: string, max: number): Promise<Target> {
+  const pg = (await import("pg")).default;
+  const { fromNodePostgres } = await import("../src/adapters/node_postgres.ts");
+  const dialect = benchDialect();
+  const libPool = new pg.Pool({ connectionString: url, max });
+  const rawPool = new pg.Pool({ connectionString: url, max });
+  const store = await PostgresConsensus.open(fromNodePostgres(libPool, { owned: true }), {
+    table: TABLE,
+    mode: "postgres",
+  });
+  const run = (statement: { name: string; text: string }, values: unknown[]) =>
+    rawPool.query({
+      name: `raw_${statement.name}`,
+      text: statement.text,
+      values,
+      rowMode: "array",
+    });
+  return {
+    name: "node-postgres",
+    store,
+    async rawHead(key) {
+      const { rows } = await run(dialect.head, [key]);
+      return rows.length ? [BigInt(rows[0][0]), rows[0][1]] : undefined;
+    },
+    async rawCas(key, seqno, data) {
+      const result = seqno === 0n
+        ? await run(dialect.casFirst, [key, data])
+        : await run(dialect.casNext, [key, seqno, data]);
+      return result.rowCount === 1;
+    },
+    async rawScan(key, from) {
+      return (await run(dialect.scan, [key, from, 2n ** 62n])).rows.length;
+    },
+    async close() {
+      await store.close();
+      await rawPool.end();
+    },
+  };
+}
+
+/**
+ * deno-postgres (JSR) with `enableTcpNoDelay()`, or undefined (with the
+ * reason printed) where `jsr:@db/postgres` cannot be loaded.
+ */
+export async function denoPostgresTarget(url: string, max: number): Promise<Target | undefined> {
+  const specifier = ["jsr:@db", "postgres@^0.19.5"].join("/");
+  let driver: {
+    Pool: new (
+      url: string,
+      size: number,
+      lazy?: boolean,
+    ) => import("../src/adapters/deno_postgres.ts").DenoPostgresPool;
+  };
+  try {
+    driver = await import(specifier);
+  } catch (error) {
+    console.error(
+      `  *** deno-postgres SKIPPED: ${specifier} cannot be loaded (${
+        (error as Error).message
+      }) ***`,
+    );
+    return undefined;
+  }
+  const { enableTcpNoDelay } = await import("../src/runtime/deno.ts");
+  enableTcpNoDelay();
+  const { fromDenoPostgres } = await import("../src/adapters/deno_postgres.ts");
+  const dialect = benchDialect();
+  const libPool = new driver.Pool(url, max, true);
+  const rawPool = new driver.Pool(url, max, true);
+  const store = await PostgresConsensus.open(fromDenoPostgres(libPool, { owned: true }), {
+    table: TABLE,
+    mode: "postgres",
+  });
+  const run = async (text: string, args: unknown[]) => {
+    const client = await rawPool.connect();
+    try {
+      return await client.queryArray({ text, args });
+    } finally {
+      client.release();
+    }
+  };
+  return {
+    name: "deno-postgres (TCP_NODELAY)",
+    store,
+    async rawHead(key) {
+      const { rows } = await run(dialect.head.text, [key]);
+      return rows.length ? [BigInt(rows[0][0] as bigint), rows[0][1] as Uint8Array] : undefined;
+    },
+    async rawCas(key, seqno, data) {
+      const result = seqno === 0n
+        ? await run(dialect.casFirst.text, [key, data])
+        : await run(dialect.casNext.text, [key, seqno, data]);
+      return result.rowCount === 1;
+    },
+    async rawScan(key, from) {
+      return (await run(dialect.scan.text, [key, from, 2n ** 62n])).rows.length;
+    },
+    async close() {
+      await store.close();
+      await rawPool.end();
+    },
+  };
+}

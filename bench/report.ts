@@ -16,8 +16,16 @@ import postgres from "postgres";
 import { PostgresConsensus } from "../mod.ts";
 import { fromPostgresJs } from "../src/adapters/postgres_js.ts";
 import { contended, type ContendedMode } from "./_contended.ts";
-import { findPgBin, hex, percentile, pgbench, type RunResult, timeBoxed } from "./_measure.ts";
-import { benchDialect, postgresJsTarget, TABLE, type Target } from "./_targets.ts";
+import { hex, percentile, type RunResult, timeBoxed } from "./_measure.ts";
+import { findPgBin, pgbench } from "./_pgbench.ts";
+import {
+  benchDialect,
+  denoPostgresTarget,
+  nodePostgresTarget,
+  postgresJsTarget,
+  TABLE,
+  type Target,
+} from "./_targets.ts";
 import { UPDATE_AVAILABLE, updateWithCounter } from "./_update.ts";
 
 const args = Deno.args;
@@ -107,76 +115,114 @@ function casScript(shardExpr: string, data: Uint8Array): string {
 const results: Record<string, unknown[]> = { uncontended: [], contended: [], reads: [] };
 const target: Target = await postgresJsTarget(url, 20);
 
-// ---- Uncontended: W workers, each on its own key, head then CAS(head + 1).
+// ---- Uncontended: W workers, each on its own key, head then CAS(head + 1),
+// for every adapter that runs under Deno, each beside its raw driver and
+// beside pgbench (measured once per configuration and round, interleaved).
+const targets: Target[] = [target, await nodePostgresTarget(url, 20)];
+const denoPostgres = await denoPostgresTarget(url, 20);
+if (denoPostgres) targets.push(denoPostgres);
 out("## Uncontended compare-and-set (head, then CAS head + 1; each worker its own key)\n");
 out(
   "| adapter | workers | payload | library CAS/s | raw driver CAS/s | pgbench CAS/s | library / raw | library / pgbench | p50 ms | p99 ms | errors |",
 );
 out("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+if (!denoPostgres) {
+  lines.push("<!-- deno-postgres rows skipped: jsr:@db/postgres could not be loaded -->");
+}
 for (const payloadSize of quick ? [8] : [8, 1024]) {
   const data = new Uint8Array(payloadSize).map((_, i) => i & 0xff);
   for (const workers of quick ? [1, 16] : [1, 4, 16]) {
-    const lib: RunResult[] = [], raw: RunResult[] = [], bench: number[] = [];
+    const lib = new Map<Target, RunResult[]>(), raw = new Map<Target, RunResult[]>();
+    const bench: number[] = [];
     for (let round = 0; round < rounds; round++) {
-      progress(`uncontended ${workers} workers, ${payloadSize} B, round ${round + 1}`);
-      const libKeys = Array.from({ length: workers }, () => fresh("u-lib"));
-      const rawKeys = Array.from({ length: workers }, () => fresh("u-raw"));
       const pgbPrefix = fresh("u-pgb");
-      await seed([
-        ...libKeys,
-        ...rawKeys,
-        ...Array.from({ length: workers }, (_, i) => `${pgbPrefix}-${i}`),
-      ]);
-      lib.push(
-        await timeBoxed(workers, ms, async (w) => {
+      await seed(Array.from({ length: workers }, (_, i) => `${pgbPrefix}-${i}`));
+      progress(`uncontended ${workers} workers, ${payloadSize} B, round ${round + 1}: pgbench`);
+      bench.push(
+        (await pgbench(
+          binDir,
+          url,
+          casScript(`'${pgbPrefix}-' || :client_id`, data),
+          workers,
+          seconds,
+        ))
+          .tps,
+      );
+      for (const t of targets) {
+        progress(`uncontended ${workers} workers, ${payloadSize} B, round ${round + 1}: ${t.name}`);
+        const libKeys = Array.from({ length: workers }, () => fresh("u-lib"));
+        const rawKeys = Array.from({ length: workers }, () => fresh("u-raw"));
+        await seed([...libKeys, ...rawKeys]);
+        const l = await timeBoxed(workers, ms, async (w) => {
           const startedAt = performance.now();
-          const head = await target.store.head(libKeys[w]);
-          const outcome = await target.store.compareAndSet(libKeys[w], {
+          const head = await t.store.head(libKeys[w]);
+          const outcome = await t.store.compareAndSet(libKeys[w], {
             seqno: head!.seqno + 1n,
             data,
           });
           return { ok: outcome === "committed", attempts: 1, startedAt };
-        }),
-      );
-      raw.push(
-        await timeBoxed(workers, ms, async (w) => {
+        });
+        const r = await timeBoxed(workers, ms, async (w) => {
           const startedAt = performance.now();
-          const head = await target.rawHead(rawKeys[w]);
-          const ok = await target.rawCas(rawKeys[w], head![0] + 1n, data);
+          const head = await t.rawHead(rawKeys[w]);
+          const ok = await t.rawCas(rawKeys[w], head![0] + 1n, data);
           return { ok, attempts: 1, startedAt };
-        }),
-      );
-      const pgb = await pgbench(
-        binDir,
-        url,
-        casScript(`'${pgbPrefix}-' || :client_id`, data),
-        workers,
-        seconds,
-      );
-      bench.push(pgb.tps);
+        });
+        lib.set(t, [...(lib.get(t) ?? []), l]);
+        raw.set(t, [...(raw.get(t) ?? []), r]);
+      }
     }
-    const libRate = mean(lib.map(rate)), rawRate = mean(raw.map(rate)), pgbRate = mean(bench);
-    const latencies = lib.flatMap((r) => r.latencies).sort((a, b) => a - b);
-    const errors = lib.reduce((a, r) => a + r.errors, 0);
-    const row = {
-      adapter: target.name,
-      workers,
-      payload: payloadSize,
-      library: libRate,
-      raw: rawRate,
-      pgbench: pgbRate,
-      p50: percentile(latencies, 50),
-      p99: percentile(latencies, 99),
-      errors,
-    };
-    results.uncontended.push(row);
-    out(
-      `| ${target.name} | ${workers} | ${payloadSize} B | ${fmt(libRate)} | ${fmt(rawRate)} | ${
-        fmt(pgbRate)
-      } | ${ratio(libRate, rawRate)} | ${ratio(libRate, pgbRate)} | ${fmt(row.p50, 2)} | ${
-        fmt(row.p99, 2)
-      } | ${errors} |`,
-    );
+    const pgbRate = mean(bench);
+    for (const t of targets) {
+      const libRate = mean(lib.get(t)!.map(rate)), rawRate = mean(raw.get(t)!.map(rate));
+      const latencies = lib.get(t)!.flatMap((r) => r.latencies).sort((a, b) => a - b);
+      const errors = lib.get(t)!.reduce((a, r) => a + r.errors, 0);
+      const row = {
+        adapter: t.name,
+        runtime: "deno",
+        workers,
+        payload: payloadSize,
+        library: libRate,
+        raw: rawRate,
+        pgbench: pgbRate,
+        p50: percentile(latencies, 50),
+        p99: percentile(latencies, 99),
+        errors,
+      };
+      results.uncontended.push(row);
+      out(
+        `| ${t.name} (Deno) | ${workers} | ${payloadSize} B | ${fmt(libRate)} | ${fmt(rawRate)} | ${
+          fmt(pgbRate)
+        } | ${ratio(libRate, rawRate)} | ${ratio(libRate, pgbRate)} | ${fmt(row.p50, 2)} | ${
+          fmt(row.p99, 2)
+        } | ${errors} |`,
+      );
+    }
+  }
+}
+for (const t of targets.slice(1)) await t.close();
+
+// ---- The same workload under Bun (Bun.SQL and porsager), when bun is here.
+{
+  const bunArgs = [
+    "run",
+    "bench/bun_report.ts",
+    "--seconds",
+    String(seconds),
+    "--rounds",
+    String(rounds),
+  ];
+  if (quick) bunArgs.push("--quick");
+  progress("uncontended under Bun: bun run bench/bun_report.ts");
+  const bun = await new Deno.Command("bun", { args: bunArgs, stdout: "piped", stderr: "inherit" })
+    .output()
+    .catch((error: Error) => ({ success: false, stdout: new Uint8Array(), error }));
+  if (bun.success) {
+    for (const line of new TextDecoder().decode(bun.stdout).split("\n")) {
+      if (line.trim() !== "" || lines.at(-1) !== "") out(line);
+    }
+  } else {
+    out("\n*Under Bun: SKIPPED (bun is not on the PATH or its runner failed; see stderr).*");
   }
 }
 

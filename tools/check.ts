@@ -13,7 +13,8 @@ const everything = ["mod.ts", "src/", "tests/", "examples/", "bench/", "tools/"]
 // Files that only Bun runs (`bun:test`, the `Bun` global): Deno cannot
 // resolve their imports. The adapters and the entry point they exercise are
 // checked here, with everything else.
-const bunOnly = (path: string) => path.startsWith("tests/bun/") || /^examples\/bun_/.test(path);
+const bunOnly = (path: string) =>
+  path.startsWith("tests/bun/") || /^(examples|bench)\/bun_/.test(path);
 async function files(path: string): Promise<string[]> {
   const info = await Deno.stat(path).catch(() => undefined);
   if (!info) return []; // not there yet
