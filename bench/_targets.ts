@@ -108,7 +108,8 @@ export async function nodePostgresTarget(url: string, max: number): Promise<Targ
 }
 
 /**
- * deno-postgres (JSR) with `enableTcpNoDelay()`, or undefined (with the
+ * deno-postgres (JSR) with `enableTcpNoDelay({ coalesce: true })` for the
+ * database's host and port, or undefined (with the
  * reason printed) where `jsr:@db/postgres` cannot be loaded.
  */
 export async function denoPostgresTarget(url: string, max: number): Promise<Target | undefined> {
@@ -131,7 +132,8 @@ export async function denoPostgresTarget(url: string, max: number): Promise<Targ
     return undefined;
   }
   const { enableTcpNoDelay } = await import("../src/runtime/deno.ts");
-  enableTcpNoDelay();
+  const { hostname, port } = new URL(url);
+  enableTcpNoDelay({ hostnames: [hostname], ports: [Number(port || 5432)], coalesce: true });
   const { fromDenoPostgres } = await import("../src/adapters/deno_postgres.ts");
   const dialect = benchDialect();
   const libPool = new driver.Pool(url, max, true);
@@ -149,7 +151,7 @@ export async function denoPostgresTarget(url: string, max: number): Promise<Targ
     }
   };
   return {
-    name: "deno-postgres (TCP_NODELAY)",
+    name: "deno-postgres (nodelay + coalesce)",
     store,
     async rawHead(key) {
       const { rows } = await run(dialect.head.text, [key]);
