@@ -26,7 +26,14 @@ export function dbTest(name: string, fn: () => Promise<void>): void {
   });
 }
 
+/** porsager options, plus `max_pipeline`, a real option its types leave out. */
+export type ConnectOptions = postgres.Options<Record<string, never>> & { max_pipeline?: number };
+
 /** A porsager pool on DATABASE_URL, quiet about notices. */
-export function connect(options: postgres.Options<Record<string, never>> = {}) {
-  return postgres(DATABASE_URL!, { max: 20, onnotice: () => {}, ...options });
+export function connect(options: ConnectOptions = {}) {
+  return postgres(DATABASE_URL!, {
+    max: 20,
+    onnotice: () => {},
+    ...options as postgres.Options<Record<string, never>>,
+  });
 }

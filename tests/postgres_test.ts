@@ -30,10 +30,11 @@ async function fresh(
   options: PostgresConsensusOptions & {
     connection?: Record<string, string>;
     max?: number;
+    maxPipeline?: number;
   } = {},
 ) {
-  const { connection, max, ...storeOptions } = options;
-  const sql = connect({ max: max ?? 20, connection });
+  const { connection, max, maxPipeline, ...storeOptions } = options;
+  const sql = connect({ max: max ?? 20, connection, max_pipeline: maxPipeline });
   const ddl = dialectFor("postgres", quoteIdentifier(table, "table"));
   await sql.unsafe(ddl.dropTable);
   await sql.unsafe(ddl.createTable);
@@ -163,7 +164,8 @@ dbTest(
 );
 
 dbTest("a blocked operation times out as indeterminate and is cancelled", async () => {
-  const { store } = await fresh("timeout_lock", { timeoutMs: 300 });
+  // Cancelling needs a pool that does not pipeline (see fromPostgresJs).
+  const { store } = await fresh("timeout_lock", { timeoutMs: 300, maxPipeline: 0 });
   const locker = connect({ max: 1 });
   try {
     await store.compareAndSet("k", { seqno: 0n, data: bytes("v0") });
@@ -477,5 +479,55 @@ dbTest(
     assertStringIncludes(warnings[0], "gc.ttlseconds");
     assertEquals(await store.compareAndSet("k", { seqno: 0n, data: bytes("x") }), "committed");
     await store.close();
+  },
+);
+
+dbTest(
+  "a timed-out statement pipelined behind another never hands its result to the next one",
+  async () => {
+    // porsager 3.4.9 with its default pipelining: cancelling a pipelined
+    // statement made the next statement on the connection receive its result
+    // (found by the torture campaign). One connection, three reads queued on
+    // it behind a lock; the middle one times out. Each must get its own key.
+    const sql = connect({ max: 1 });
+    const ddl = dialectFor("postgres", quoteIdentifier("pipelined_cancel", "table"));
+    await sql.unsafe(ddl.dropTable);
+    await sql.unsafe(ddl.createTable);
+    await sql.unsafe(
+      `INSERT INTO pipelined_cancel SELECT k, g, '\\x00'::bytea
+       FROM (VALUES ('a', 0), ('b', 1), ('c', 2)) AS keys(k, top), generate_series(0, top) g`,
+    );
+    const open = (timeoutMs: number) =>
+      PostgresConsensus.open(fromPostgresJs(sql), {
+        table: "pipelined_cancel",
+        create: false,
+        timeoutMs,
+      });
+    const patient = await open(10_000);
+    const hasty = await open(200);
+    const locker = connect({ max: 1 });
+    try {
+      // Prepared on the connection already: porsager pipelines only
+      // statements it need not describe first.
+      await patient.head("warm-up");
+      const reserved = await locker.reserve();
+      await reserved.unsafe("BEGIN");
+      await reserved.unsafe("LOCK TABLE pipelined_cancel IN ACCESS EXCLUSIVE MODE");
+      const a = patient.head("a");
+      await new Promise((r) => setTimeout(r, 20));
+      const b = hasty.head("b").then(() => "resolved", (e) => (e as Error).message);
+      await new Promise((r) => setTimeout(r, 20));
+      const c = patient.head("c");
+      assertStringIncludes(await b, "timed out");
+      await new Promise((r) => setTimeout(r, 100));
+      await reserved.unsafe("COMMIT");
+      reserved.release();
+      assertEquals((await a)?.seqno, 0n, "a's own head");
+      assertEquals((await c)?.seqno, 2n, "c's own head, not b's");
+      assertEquals((await patient.head("b"))?.seqno, 1n, "the connection is still in step");
+    } finally {
+      await locker.end({ timeout: 0 });
+      await sql.end({ timeout: 1 });
+    }
   },
 );

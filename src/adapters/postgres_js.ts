@@ -26,6 +26,8 @@ export interface PostgresJsSql {
   ): PostgresJsPendingQuery;
   /** Closes the pool. */
   end(options?: { timeout?: number }): Promise<void>;
+  /** The parsed options; their `max_pipeline` decides whether cancelling is safe. */
+  readonly options?: object;
 }
 
 /** The subset of porsager's pending query the adapter uses. */
@@ -130,6 +132,13 @@ function convertRows(
  * int8 parameters are sent as bigints (exact) and results converted back to
  * `bigint` and `Uint8Array`.
  *
+ * A statement that outlives the store's timeout is cancelled on the server
+ * only when the instance was created with `max_pipeline: 0`: with porsager's
+ * default pipelining, cancelling a pipelined statement corrupts the results
+ * of the statements after it on that connection (a porsager 3.4.9 bug), so
+ * it is left to finish. Create the instance with `max_pipeline: 0` to get
+ * cancellation, or set `statement_timeout` to bound statements server-side.
+ *
  * @param sql The caller's `postgres()` instance.
  * @param options Whether the executor owns (and so ends) the instance.
  * @returns The executor.
@@ -150,6 +159,18 @@ export function fromPostgresJs(
   options: FromPostgresJsOptions = {},
 ): SqlExecutor {
   const owned = options.owned ?? false;
+  // porsager pipelines statements onto a busy connection unless created
+  // with `max_pipeline: 0`. Cancelling a pipelined statement (sent, not yet
+  // running) makes porsager 3.4.9 skip it without consuming its response,
+  // so every later statement on that connection receives the previous one's
+  // result: a head answered with another key's row, a mismatch read as a
+  // commit. Our torture campaign found it (RELIABILITY.md). A cancel request
+  // also targets a backend, not a statement, so with pipelining it can hit
+  // the next statement. Timed-out statements are therefore cancelled only
+  // when the pool does not pipeline; otherwise they run to completion (the
+  // core has already reported them as indeterminate) and `statement_timeout`
+  // is the way to bound them on the server.
+  const cancellable = (sql.options as { max_pipeline?: unknown } | undefined)?.max_pipeline === 0;
   return {
     async query(
       statement: SqlStatement,
@@ -157,7 +178,7 @@ export function fromPostgresJs(
       queryOptions?: QueryOptions,
     ): Promise<SqlResult> {
       const pending = sql.unsafe(statement.text, params as unknown[], { prepare: true }).values();
-      const signal = queryOptions?.signal;
+      const signal = cancellable ? queryOptions?.signal : undefined;
       const cancel = () => void pending.cancel();
       signal?.addEventListener("abort", cancel, { once: true });
       try {
