@@ -50,26 +50,34 @@ function toBytes(value: unknown): Uint8Array | null {
 }
 
 /**
- * Converts array rows to the JavaScript forms `statement.columns` names.
+ * Converts array rows, in place, to the forms `statement.columns` names,
+ * with the given converters. Every driver hands over fresh row arrays that
+ * nothing else references, so no second array per row is allocated (a scan
+ * of 1,000 versions converts 1,000 rows).
  */
+export function convertRowsWith(
+  rows: ArrayLike<ArrayLike<unknown>>,
+  statement: SqlStatement,
+  int8: (value: unknown) => bigint | null,
+  bytea: (value: unknown) => Uint8Array | null,
+): SqlValue[][] {
+  const columns = statement.columns;
+  for (let c = 0; c < columns.length; c++) {
+    const type = columns[c];
+    if (type === "text") continue;
+    const convert = type === "int8" ? int8 : bytea;
+    for (let i = 0; i < rows.length; i++) {
+      const row = rows[i] as unknown[];
+      row[c] = convert(row[c]);
+    }
+  }
+  return rows as unknown as SqlValue[][];
+}
+
+/** Converts array rows in place with the usual int8 and bytea forms. */
 export function convertRows(
   rows: ArrayLike<ArrayLike<unknown>>,
   statement: SqlStatement,
 ): SqlValue[][] {
-  const columns = statement.columns;
-  const out = new Array<SqlValue[]>(rows.length);
-  for (let i = 0; i < rows.length; i++) {
-    const row = rows[i];
-    const values = new Array<SqlValue>(columns.length);
-    for (let c = 0; c < columns.length; c++) {
-      const type = columns[c];
-      values[c] = type === "int8"
-        ? toBigInt(row[c])
-        : type === "bytea"
-        ? toBytes(row[c])
-        : (row[c] as string | null);
-    }
-    out[i] = values;
-  }
-  return out;
+  return convertRowsWith(rows, statement, toBigInt, toBytes);
 }

@@ -55,6 +55,7 @@ import {
   type SqlStatement,
   type SqlValue,
 } from "../executor.ts";
+import { convertRowsWith } from "./_convert.ts";
 
 /**
  * The subset of deno-postgres' `Pool` the adapter uses, written here so
@@ -221,22 +222,7 @@ function toBytes(value: unknown): Uint8Array | null {
 }
 
 function convertRows(rows: readonly unknown[][], statement: SqlStatement): SqlValue[][] {
-  const columns = statement.columns;
-  const out = new Array<SqlValue[]>(rows.length);
-  for (let i = 0; i < rows.length; i++) {
-    const row = rows[i];
-    const values = new Array<SqlValue>(columns.length);
-    for (let c = 0; c < columns.length; c++) {
-      const type = columns[c];
-      values[c] = type === "int8"
-        ? toBigInt(row[c])
-        : type === "bytea"
-        ? toBytes(row[c])
-        : (row[c] as string | null);
-    }
-    out[i] = values;
-  }
-  return out;
+  return convertRowsWith(rows, statement, toBigInt, toBytes);
 }
 
 // Takes a client from the pool, or rejects once `signal` is aborted. The

@@ -12,6 +12,7 @@ import {
   type SqlStatement,
   type SqlValue,
 } from "../executor.ts";
+import { convertRows, SOCKET_CODES, SQLSTATE } from "./_convert.ts";
 
 /**
  * The subset of a `postgres()` instance the adapter uses, written here so
@@ -61,22 +62,15 @@ export interface FromPostgresJsOptions {
   owned?: boolean;
 }
 
-// Driver errors that mean the connection broke or never opened, as opposed
-// to an error response from the server.
+// porsager's own codes for a connection that broke or never opened, besides
+// the socket errors it passes through.
 const CONNECTION_CODES = new Set([
   "CONNECTION_CLOSED",
   "CONNECTION_ENDED",
   "CONNECTION_DESTROYED",
   "CONNECT_TIMEOUT",
-  "ECONNREFUSED",
-  "ECONNRESET",
-  "EPIPE",
-  "ETIMEDOUT",
-  "ENOTFOUND",
-  "EHOSTUNREACH",
+  ...SOCKET_CODES,
 ]);
-
-const SQLSTATE = /^[0-9A-Z]{5}$/;
 
 function normalise(error: unknown): SqlError {
   if (error instanceof SqlError) return error;
@@ -91,39 +85,6 @@ function normalise(error: unknown): SqlError {
     return new SqlError(text, { connectionLost: true, cause: error });
   }
   return new SqlError(text, { cause: error });
-}
-
-function toBigInt(value: unknown): bigint | null {
-  if (value === null) return null;
-  return typeof value === "bigint" ? value : BigInt(value as string);
-}
-
-function toBytes(value: unknown): Uint8Array | null {
-  if (value === null) return null;
-  const bytes = value as Uint8Array;
-  // porsager returns a Node Buffer; hand out a plain view of the same memory.
-  return bytes.constructor === Uint8Array
-    ? bytes
-    : new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-}
-
-// Converts in place: porsager hands over fresh row arrays that nothing else
-// references, so no second array per row is allocated.
-function convertRows(
-  rows: ReadonlyArray<readonly unknown[]>,
-  statement: SqlStatement,
-): SqlValue[][] {
-  const columns = statement.columns;
-  for (let c = 0; c < columns.length; c++) {
-    const type = columns[c];
-    if (type === "text") continue;
-    const convert = type === "int8" ? toBigInt : toBytes;
-    for (let i = 0; i < rows.length; i++) {
-      const row = rows[i] as unknown[];
-      row[c] = convert(row[c]);
-    }
-  }
-  return rows as unknown as SqlValue[][];
 }
 
 /**
