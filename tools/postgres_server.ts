@@ -21,6 +21,14 @@ export interface ThrowawayPostgres {
   readonly socketDir: string;
   /** The directory of the server's binaries (for `pgbench`). */
   readonly binDir: string;
+  /** The cluster's data directory. */
+  readonly dataDir: string;
+  /**
+   * Stops the server and starts it again on the same data directory and port:
+   * `"fast"` is a clean shutdown (SIGINT), `"immediate"` a crash (SIGQUIT: no
+   * checkpoint, so the restart replays the WAL).
+   */
+  restart(mode: "fast" | "immediate"): Promise<void>;
   /** Stops the server (fast shutdown) and removes its directory. */
   stop(): Promise<void>;
 }
@@ -132,30 +140,57 @@ export async function startThrowawayPostgres(
   const serverArgs = ["-D", dataDir];
   for (const [name, value] of Object.entries(settings)) serverArgs.push("-c", `${name}=${value}`);
   const server = run("postgres", serverArgs);
-  const logFile = await Deno.open(`${root}/server.log`, { write: true, create: true });
-  const child = new Deno.Command(server.cmd, {
-    args: server.args,
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  child.stderr.pipeTo(logFile.writable).catch(() => {});
-
   const url = `postgres://postgres@127.0.0.1:${port}/postgres`;
-  const started = Date.now();
-  for (;;) {
-    const ready = await new Deno.Command(`${binDir}/pg_isready`, {
-      args: ["-h", "127.0.0.1", "-p", String(port), "-U", "postgres"],
+  const spawn = async () => {
+    const child = new Deno.Command(server.cmd, {
+      args: server.args,
       stdout: "null",
-      stderr: "null",
-    }).output().catch(() => ({ success: false }));
-    if (ready.success) break;
-    if (Date.now() - started > 30_000) {
-      child.kill("SIGKILL");
-      const text = await Deno.readTextFile(`${root}/server.log`).catch(() => "");
-      throw new Error(`Postgres did not start within 30 s:\n${text}`);
+      stderr: "piped",
+    }).spawn();
+    const logFile = await Deno.open(`${root}/server.log`, { append: true, create: true });
+    child.stderr.pipeTo(logFile.writable).catch(() => {});
+    const started = Date.now();
+    for (;;) {
+      const ready = await new Deno.Command(`${binDir}/pg_isready`, {
+        args: ["-h", "127.0.0.1", "-p", String(port), "-U", "postgres"],
+        stdout: "null",
+        stderr: "null",
+      }).output().catch(() => ({ success: false }));
+      if (ready.success) break;
+      if (Date.now() - started > 30_000) {
+        child.kill("SIGKILL");
+        const text = await Deno.readTextFile(`${root}/server.log`).catch(() => "");
+        throw new Error(`Postgres did not start within 30 s:\n${text}`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 100));
     }
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
+    return child;
+  };
+  let child = await spawn();
+
+  // Signal the postmaster itself (runuser may not forward signals), and
+  // wait for the process we spawned to exit.
+  const shutdown = async (signal: "SIGINT" | "SIGQUIT") => {
+    const pid = Number(
+      (await Deno.readTextFile(`${dataDir}/postmaster.pid`).catch(() => "")).split("\n")[0],
+    );
+    try {
+      if (pid > 0) Deno.kill(pid, signal);
+      else child.kill(signal);
+    } catch {
+      // already gone
+    }
+    const timer = setTimeout(() => {
+      try {
+        if (pid > 0) Deno.kill(pid, "SIGKILL");
+        child.kill("SIGKILL");
+      } catch {
+        // already gone
+      }
+    }, 10_000);
+    await child.status;
+    clearTimeout(timer);
+  };
   log(`Postgres listening on 127.0.0.1:${port}`);
 
   let stopped = false;
@@ -164,29 +199,17 @@ export async function startThrowawayPostgres(
     port,
     socketDir,
     binDir,
+    dataDir,
+    async restart(mode: "fast" | "immediate") {
+      if (stopped) throw new Error("Cannot restart Postgres: the server was stopped");
+      await shutdown(mode === "fast" ? "SIGINT" : "SIGQUIT");
+      child = await spawn();
+      log(`Postgres restarted (${mode}) on 127.0.0.1:${port}`);
+    },
     async stop() {
       if (stopped) return;
       stopped = true;
-      // Signal the postmaster itself (runuser may not forward signals).
-      const pid = Number(
-        (await Deno.readTextFile(`${dataDir}/postmaster.pid`).catch(() => "")).split("\n")[0],
-      );
-      try {
-        if (pid > 0) Deno.kill(pid, "SIGINT");
-        else child.kill("SIGINT");
-      } catch {
-        // already gone
-      }
-      const timer = setTimeout(() => {
-        try {
-          if (pid > 0) Deno.kill(pid, "SIGKILL");
-          child.kill("SIGKILL");
-        } catch {
-          // already gone
-        }
-      }, 10_000);
-      await child.status;
-      clearTimeout(timer);
+      await shutdown("SIGINT");
       await Deno.remove(root, { recursive: true }).catch(() => {});
     },
   };

@@ -138,7 +138,12 @@ export function fromBunSql(sql: BunSql, options: FromBunSqlOptions = {}): SqlExe
       const signal = queryOptions?.signal;
       if (signal?.aborted) throw new SqlError("Cannot run the statement: the call was abandoned");
       const pending = sql.unsafe(statement.text, params as unknown[]).values();
-      const cancel = () => void pending.cancel();
+      // The cancel request travels on a connection of its own; when that
+      // fails, its promise rejects, and nobody else would handle it.
+      const cancel = () => {
+        const sent = pending.cancel() as PromiseLike<unknown> | undefined;
+        if (sent && typeof sent.then === "function") sent.then(undefined, () => {});
+      };
       signal?.addEventListener("abort", cancel, { once: true });
       try {
         const rows = await pending;

@@ -140,7 +140,12 @@ export function fromPostgresJs(
     ): Promise<SqlResult> {
       const pending = sql.unsafe(statement.text, params as unknown[], { prepare: true }).values();
       const signal = cancellable ? queryOptions?.signal : undefined;
-      const cancel = () => void pending.cancel();
+      // The cancel request travels on a connection of its own; when that
+      // fails, its promise rejects, and nobody else would handle it.
+      const cancel = () => {
+        const sent = pending.cancel() as PromiseLike<unknown> | undefined;
+        if (sent && typeof sent.then === "function") sent.then(undefined, () => {});
+      };
       signal?.addEventListener("abort", cancel, { once: true });
       try {
         const rows = await pending;

@@ -1,0 +1,494 @@
+/**
+ * The torture campaign: rounds of the recorded workload against a real,
+ * throwaway Postgres (started here, because the restart faults need to own
+ * its process and data directory), with faults injected throughout, each
+ * round's history checked for linearizability and every acknowledged write
+ * checked to have survived the crashes.
+ *
+ * Clients are spread over four pools, so that every fault has someone to
+ * hit: a direct pool; a pool through the TCP proxy (short store timeout);
+ * a pool whose connections set `statement_timeout`; and a two-connection
+ * pool that the pool-exhaustion fault fills (short store timeout).
+ *
+ * @module
+ */
+import postgres from "postgres";
+import { PostgresConsensus } from "../mod.ts";
+import { fromPostgresJs } from "../src/adapters/postgres_js.ts";
+import { startThrowawayPostgres, type ThrowawayPostgres } from "../tools/postgres_server.ts";
+import { checkHistory, describeEntries } from "./checker.ts";
+import { FAULT_KINDS, type FaultKind, runFaults } from "./faults.ts";
+import { type Entry, History, parseHistory, payloadText, serializeHistory } from "./history.ts";
+import { ChaosProxy, type ProxyStats } from "./proxy.ts";
+import { runWorkload } from "./workload.ts";
+
+/** Options for {@linkcode runCampaign}. */
+export interface CampaignOptions {
+  /** Total workload time across rounds, in milliseconds. */
+  durationMs: number;
+  /** Workload time per round. @default {60_000} */
+  roundMs?: number;
+  /** Concurrent clients (at least 16). @default {16} */
+  clients?: number;
+  /** Keys per round, cycled through. @default {[1, 8]} */
+  keys?: readonly number[];
+  /** Operations per round at most (bounds each check). @default {60_000} */
+  maxOpsPerRound?: number;
+  /** Pause between faults, in milliseconds. @default {[250, 900]} */
+  faultIntervalMs?: [number, number];
+  /** Progress lines. @default {console.error} */
+  log?: (line: string) => void;
+  /** Where to save the history of a round with a violation. @default {".tmp"} */
+  saveDir?: string;
+  /**
+   * Let porsager pipeline statements on a busy connection (its default).
+   * Off by default: with pipelining, porsager 3.4.9 misattributes results
+   * after the adapter cancels a timed-out statement (see
+   * `torture/porsager_cancel_repro.ts`), which this campaign reports as
+   * violations.
+   *
+   * @default {false}
+   */
+  pipeline?: boolean;
+  /**
+   * Runtimes whose rounds to cycle through: `"deno"` runs the workload in
+   * process on porsager; `"bun"` runs it in a `bun` child on Bun.SQL
+   * (`torture/bun_client.ts`), with the same faults but pool exhaustion
+   * (the exhausted pool is a porsager one) and without the mid-round
+   * durability check (the history is in the child until it ends).
+   *
+   * @default {["deno"]}
+   */
+  runtimes?: readonly ("deno" | "bun")[];
+}
+
+/** The figures a campaign reports. */
+export interface CampaignReport {
+  rounds: number;
+  /** Rounds per runtime. */
+  roundsByRuntime: Record<string, number>;
+  workloadMs: number;
+  opsRecorded: number;
+  opsChecked: number;
+  outcomes: { ok: number; range: number; fail: number; unknown: number };
+  /** Errors that were not a ConsensusError or RangeError (bugs; must be 0). */
+  unexpectedErrors: number;
+  faults: Record<FaultKind, number>;
+  proxy: ProxyStats;
+  /** Keys whose history is not linearizable (must be 0). */
+  violations: number;
+  /** Keys the checker could not decide within its budget. */
+  undecided: number;
+  checkMs: number;
+  /** Acknowledged commits checked after crashes and at the end of rounds. */
+  writesVerified: number;
+  /** Acknowledged commits whose version was since truncated, so not checkable. */
+  writesTruncated: number;
+  /** Acknowledged commits missing or changed (must be 0). */
+  writesLost: number;
+  settings: { fsync: string; synchronousCommit: string };
+  /** Wrong things that are not violations (a driver that never answered). */
+  anomalies: string[];
+  failures: string[];
+}
+
+const APPLICATION_NAME = "torture";
+const ADMIN_APPLICATION_NAME = "torture-admin";
+
+/** Runs the campaign and returns its figures. */
+export async function runCampaign(options: CampaignOptions): Promise<CampaignReport> {
+  const log = options.log ?? ((line: string) => console.error(line));
+  const roundMs = options.roundMs ?? 60_000;
+  const clients = Math.max(16, options.clients ?? 16);
+  const keysCycle = options.keys ?? [1, 8];
+  const report: CampaignReport = {
+    rounds: 0,
+    roundsByRuntime: {},
+    workloadMs: 0,
+    opsRecorded: 0,
+    opsChecked: 0,
+    outcomes: { ok: 0, range: 0, fail: 0, unknown: 0 },
+    unexpectedErrors: 0,
+    faults: Object.fromEntries(FAULT_KINDS.map((k) => [k, 0])) as Record<FaultKind, number>,
+    proxy: { connections: 0, stalls: 0, cutsAfterSend: 0, cutsHalfSent: 0 },
+    violations: 0,
+    undecided: 0,
+    checkMs: 0,
+    writesVerified: 0,
+    writesTruncated: 0,
+    writesLost: 0,
+    settings: { fsync: "?", synchronousCommit: "?" },
+    anomalies: [],
+    failures: [],
+  };
+  const server = await startThrowawayPostgres({ log: (line) => log(`[server] ${line}`) });
+  // A driver's stray rejected promise (porsager's cancel() connection
+  // reset during a fault, which the adapters discard with `void`) would end
+  // the process: record it as an anomaly and go on.
+  const stray = (event: PromiseRejectionEvent) => {
+    event.preventDefault();
+    const text = `unhandled rejection: ${
+      event.reason instanceof Error ? event.reason.message : String(event.reason)
+    }`;
+    if (report.anomalies.length < 50) report.anomalies.push(text);
+    log(`  ANOMALY: ${text}`);
+  };
+  globalThis.addEventListener("unhandledrejection", stray);
+  // Interrupted: stop the server rather than leave it behind.
+  const interrupted = () => void server.stop().finally(() => Deno.exit(130));
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    Deno.addSignalListener(signal, interrupted);
+  }
+  try {
+    const admin = postgres(server.url, {
+      max: 2,
+      onnotice: () => {},
+      connection: { application_name: ADMIN_APPLICATION_NAME },
+    });
+    try {
+      const [fsync] = await admin.unsafe("SHOW fsync");
+      const [sync] = await admin.unsafe("SHOW synchronous_commit");
+      report.settings = { fsync: fsync.fsync, synchronousCommit: sync.synchronous_commit };
+      while (report.workloadMs < options.durationMs) {
+        const keys = keysCycle[report.rounds % keysCycle.length];
+        const runtimes = options.runtimes ?? ["deno"];
+        // Cycle keys fastest, then runtimes, so each runtime sees each key count.
+        const runtime = runtimes[Math.floor(report.rounds / keysCycle.length) % runtimes.length];
+        const ms = Math.min(roundMs, options.durationMs - report.workloadMs);
+        await runRound(server, admin, report, {
+          round: report.rounds,
+          keys,
+          clients,
+          ms,
+          maxOps: options.maxOpsPerRound ?? 60_000,
+          faultIntervalMs: options.faultIntervalMs ?? [250, 900],
+          log,
+          saveDir: options.saveDir ?? ".tmp",
+          pipeline: options.pipeline ?? false,
+          runtime,
+        });
+        report.rounds++;
+        report.roundsByRuntime[runtime] = (report.roundsByRuntime[runtime] ?? 0) + 1;
+      }
+    } finally {
+      await admin.end({ timeout: 1 });
+    }
+  } finally {
+    for (const signal of ["SIGINT", "SIGTERM"] as const) {
+      Deno.removeSignalListener(signal, interrupted);
+    }
+    globalThis.removeEventListener("unhandledrejection", stray);
+    await server.stop();
+  }
+  return report;
+}
+
+interface RoundOptions {
+  round: number;
+  keys: number;
+  clients: number;
+  ms: number;
+  maxOps: number;
+  faultIntervalMs: [number, number];
+  log: (line: string) => void;
+  saveDir: string;
+  pipeline: boolean;
+  runtime: "deno" | "bun";
+}
+
+async function runRound(
+  server: ThrowawayPostgres,
+  admin: postgres.Sql,
+  report: CampaignReport,
+  options: RoundOptions,
+): Promise<void> {
+  const { round, log } = options;
+  const table = `torture_${round}`;
+  const quoted = `"${table}"`;
+  const proxy = ChaosProxy.start(server.port);
+  const pool = (url: string, max: number, connection: Record<string, string | number> = {}) =>
+    postgres(url, {
+      max,
+      onnotice: () => {},
+      connect_timeout: 5,
+      // `max_pipeline` is a real option that porsager's types leave out.
+      ...(options.pipeline ? {} : { max_pipeline: 0 } as postgres.Options<Record<string, never>>),
+      connection: { application_name: APPLICATION_NAME, ...connection },
+    });
+  const proxyUrl = server.url.replace(`:${server.port}/`, `:${proxy.port}/`);
+  const smallPoolSize = 2;
+  const bun = options.runtime === "bun";
+  const pools = {
+    direct: pool(server.url, 6),
+    proxied: pool(proxyUrl, 4),
+    statementTimeout: pool(server.url, 3, { statement_timeout: 150 }),
+    small: pool(server.url, smallPoolSize),
+  };
+  const open = (sql: postgres.Sql, timeoutMs: number) =>
+    PostgresConsensus.open(fromPostgresJs(sql, { owned: true }), { table, timeoutMs });
+  // The first store creates the table (for the Bun child too); the rest find it.
+  const stores = [
+    await open(pools.direct, 5_000),
+    await open(pools.proxied, 400),
+    await open(pools.statementTimeout, 5_000),
+    await open(pools.small, 300),
+  ];
+  // Per 16 clients: 6 direct, 4 through the proxy, 3 with statement_timeout, 3 on the small pool.
+  const layout = [0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 3, 3, 3];
+  const storeFor = (client: number) => stores[layout[client % layout.length]];
+
+  const history = new History();
+  let acknowledgedAtCrash: Entry[] = [];
+  const controller = new AbortController();
+  const faults = runFaults({
+    server,
+    admin,
+    smallPool: pools.small,
+    smallPoolSize,
+    proxy,
+    table: quoted,
+    applicationName: APPLICATION_NAME,
+    otherClients: bun,
+    onAnomaly: (text) => {
+      report.anomalies.push(`round ${round}: ${text}`);
+      log(`  ANOMALY: ${text}`);
+    },
+    adminApplicationName: ADMIN_APPLICATION_NAME,
+    onCrash: () => {
+      acknowledgedAtCrash = history.entries.filter(isAcknowledgedCommit);
+    },
+    onRestarted: async (mode) => {
+      if (mode !== "immediate") return;
+      const found = await verifyDurable(admin, quoted, acknowledgedAtCrash, log);
+      addDurability(report, found);
+    },
+  }, {
+    signal: controller.signal,
+    intervalMs: options.faultIntervalMs,
+    kinds: bun ? FAULT_KINDS.filter((k) => k !== "pool-exhaustion") : FAULT_KINDS,
+    log: (l) => log(`  ${l}`),
+  });
+
+  const started = performance.now();
+  log(
+    `round ${round} (${options.runtime}): ${options.clients} clients, ${options.keys} key(s), ${
+      (options.ms / 1000).toFixed(0)
+    } s, faults every ${options.faultIntervalMs.join("-")} ms`,
+  );
+  if (bun) {
+    history.entries.push(
+      ...await runBunWorkload(server.url, proxyUrl, table, options),
+    );
+  } else {
+    await runWorkload(storeFor, {
+      clients: options.clients,
+      keys: options.keys,
+      operations: options.maxOps,
+      durationMs: options.ms,
+      history,
+    });
+  }
+  controller.abort();
+  const roundFaults = await faults;
+  report.workloadMs += performance.now() - started;
+  for (const kind of FAULT_KINDS) report.faults[kind] += roundFaults[kind];
+  for (const [name, value] of Object.entries(proxy.stats)) {
+    report.proxy[name as keyof ProxyStats] += value;
+  }
+  proxy.close();
+
+  // Every write acknowledged in the round is still there (or truncated away).
+  const final = await verifyDurable(
+    admin,
+    quoted,
+    history.entries.filter(isAcknowledgedCommit),
+    log,
+  );
+  addDurability(report, final);
+  for (const store of stores) await store.close().catch(() => {});
+
+  for (const entry of history.entries) {
+    report.outcomes[entry.outcome.type]++;
+    if (entry.outcome.type === "unknown" && entry.outcome.message.startsWith("unexpected")) {
+      report.unexpectedErrors++;
+      if (report.failures.length < 20) {
+        report.failures.push(`round ${round}: unexpected error: ${entry.outcome.message}`);
+      }
+    }
+  }
+  report.opsRecorded += history.entries.length;
+
+  const result = checkHistory(history.entries, { timeoutMs: 120_000 });
+  report.checkMs += result.elapsedMs;
+  for (const verdict of result.keys) {
+    if (verdict.status === "ok") report.opsChecked += verdict.ops;
+    if (verdict.status === "violation") {
+      report.violations++;
+      const file = `${options.saveDir}/torture-violation-round${round}-${verdict.key}.json`;
+      await Deno.mkdir(options.saveDir, { recursive: true });
+      await Deno.writeTextFile(
+        file,
+        serializeHistory(history.entries.filter((e) => e.key === verdict.key)),
+      );
+      report.failures.push(
+        `round ${round}, key ${verdict.key}: ${verdict.reason}\n${
+          describeEntries(verdict.witness ?? [])
+        }\n(history saved to ${file})`,
+      );
+    }
+    if (verdict.status === "unknown") {
+      report.undecided++;
+      const file = `${options.saveDir}/torture-undecided-round${round}-${verdict.key}.json`;
+      await Deno.mkdir(options.saveDir, { recursive: true });
+      await Deno.writeTextFile(
+        file,
+        serializeHistory(history.entries.filter((e) => e.key === verdict.key)),
+      );
+      report.failures.push(
+        `round ${round}, key ${verdict.key}: undecided: ${verdict.reason} (history saved to ${file})`,
+      );
+    }
+  }
+  const counts = Object.entries(roundFaults).map(([k, v]) => `${k} ${v}`).join(", ");
+  log(
+    `round ${round}: ${history.entries.length} ops, ${
+      history.entries.filter((e) => e.outcome.type === "unknown").length
+    } unknown; faults: ${counts}; check ${result.status} in ${result.elapsedMs.toFixed(0)} ms`,
+  );
+  await admin.unsafe(`DROP TABLE IF EXISTS ${quoted}`).catch(() => {});
+}
+
+// Runs the workload in a `bun` child on Bun.SQL and reads back its history.
+async function runBunWorkload(
+  url: string,
+  proxyUrl: string,
+  table: string,
+  options: RoundOptions,
+): Promise<Entry[]> {
+  await Deno.mkdir(options.saveDir, { recursive: true });
+  const out = `${options.saveDir}/torture-bun-round${options.round}.json`;
+  const child = new Deno.Command("bun", {
+    args: ["torture/bun_client.ts"],
+    env: {
+      TORTURE_URL: url,
+      TORTURE_PROXY_URL: proxyUrl,
+      TORTURE_TABLE: table,
+      TORTURE_CLIENTS: String(options.clients),
+      TORTURE_KEYS: String(options.keys),
+      TORTURE_DURATION_MS: String(options.ms),
+      TORTURE_MAX_OPS: String(options.maxOps),
+      TORTURE_OUT: out,
+    },
+    stdout: "inherit",
+    stderr: "inherit",
+  }).spawn();
+  // Bounded: the child stops itself after its duration; this is the backstop.
+  const timer = setTimeout(() => child.kill("SIGKILL"), options.ms + 60_000);
+  const status = await child.status;
+  clearTimeout(timer);
+  if (!status.success) throw new Error(`bun torture/bun_client.ts exited with ${status.code}`);
+  const entries = parseHistory(await Deno.readTextFile(out));
+  await Deno.remove(out);
+  return entries;
+}
+
+function isAcknowledgedCommit(entry: Entry): boolean {
+  return entry.op.kind === "cas" && entry.outcome.type === "ok" &&
+    entry.outcome.value === "committed";
+}
+
+interface Durability {
+  verified: number;
+  truncated: number;
+  lost: number;
+}
+
+function addDurability(report: CampaignReport, found: Durability): void {
+  report.writesVerified += found.verified;
+  report.writesTruncated += found.truncated;
+  report.writesLost += found.lost;
+  if (found.lost > 0) report.failures.push(`${found.lost} acknowledged writes lost`);
+}
+
+// Reads the whole table (logs stay short: the workload truncates) with
+// retries (the admin pool's connections died with the server), and checks
+// each acknowledged write: present with its payload, or below the key's
+// lowest version (truncated). Heads are never deleted, so an acknowledged
+// seqno above the head is lost.
+async function verifyDurable(
+  admin: postgres.Sql,
+  table: string,
+  acknowledged: readonly Entry[],
+  log: (line: string) => void,
+): Promise<Durability> {
+  let rows: postgres.RowList<postgres.Row[]> | undefined;
+  for (let attempt = 1; rows === undefined; attempt++) {
+    try {
+      rows = await admin.unsafe(`SELECT shard, sequence_number, data FROM ${table}`);
+    } catch (error) {
+      if (attempt >= 20) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+  const logs = new Map<string, Map<bigint, string>>();
+  for (const row of rows) {
+    let versions = logs.get(row.shard);
+    if (versions === undefined) logs.set(row.shard, versions = new Map());
+    versions.set(BigInt(row.sequence_number), payloadText(row.data));
+  }
+  const found: Durability = { verified: 0, truncated: 0, lost: 0 };
+  for (const entry of acknowledged) {
+    if (entry.op.kind !== "cas") continue;
+    const versions = logs.get(entry.key);
+    const seqnos = versions ? [...versions.keys()] : [];
+    const low = seqnos.reduce((a, b) => (b < a ? b : a), seqnos[0] ?? 0n);
+    const data = versions?.get(entry.op.seqno);
+    if (data === entry.op.data) found.verified++;
+    else if (data === undefined && versions !== undefined && entry.op.seqno < low) {
+      found.truncated++;
+    } else {
+      found.lost++;
+      log(`  LOST: ${describeEntries([entry])} (table has ${data ?? "nothing"})`);
+    }
+  }
+  return found;
+}
+
+/** The report as the lines `deno task torture` prints. */
+export function formatReport(report: CampaignReport, command: string): string {
+  const faults = FAULT_KINDS.map((k) => `${k} ${report.faults[k]}`).join(", ");
+  const total = FAULT_KINDS.reduce((sum, k) => sum + report.faults[k], 0);
+  const perSecond = report.checkMs > 0 ? report.opsRecorded / (report.checkMs / 1000) : 0;
+  return [
+    `command:               ${command}`,
+    `rounds:                ${report.rounds} (${
+      Object.entries(report.roundsByRuntime).map(([k, v]) => `${k} ${v}`).join(", ")
+    }; ${(report.workloadMs / 1000).toFixed(0)} s of workload)`,
+    `operations recorded:   ${report.opsRecorded}`,
+    `operations checked:    ${report.opsChecked} (linearizable)`,
+    `outcomes:              ok ${report.outcomes.ok}, RangeError ${report.outcomes.range}, ` +
+    `failed (determinate) ${report.outcomes.fail}, unknown (indeterminate) ${report.outcomes.unknown}`,
+    `unexpected errors:     ${report.unexpectedErrors}`,
+    `faults injected:       ${total} (${faults})`,
+    `proxy:                 ${report.proxy.connections} connections, ${report.proxy.stalls} stalls, ` +
+    `${report.proxy.cutsAfterSend} cut after sending a statement, ` +
+    `${report.proxy.cutsHalfSent} cut mid-statement`,
+    `server settings:       fsync ${report.settings.fsync}, synchronous_commit ${report.settings.synchronousCommit}`,
+    `checker:               ${(report.checkMs / 1000).toFixed(1)} s (${
+      Math.round(perSecond)
+    } ops/s)`,
+    `violations:            ${report.violations}`,
+    `undecided keys:        ${report.undecided}`,
+    `acknowledged writes:   ${report.writesVerified} verified present, ${report.writesTruncated} since truncated`,
+    `acknowledged lost:     ${report.writesLost}`,
+    `anomalies:             ${report.anomalies.length}${
+      report.anomalies.map((a) => `\n  ${a}`).join("")
+    }`,
+  ].join("\n");
+}
+
+/** Whether the campaign passed: no violation, loss, undecided key or unexpected error. */
+export function passed(report: CampaignReport): boolean {
+  return report.violations === 0 && report.writesLost === 0 && report.undecided === 0 &&
+    report.unexpectedErrors === 0;
+}
