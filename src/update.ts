@@ -9,7 +9,7 @@ export interface UpdateOptions {
    * How many compare-and-sets one update may lose before it gives up with a
    * determinate {@linkcode ConsensusError} (nothing was written).
    *
-   * @default {100}
+   * @default {1000}
    */
   maxAttempts?: number;
 }
@@ -35,12 +35,15 @@ interface KeyState {
   /** The last version this process committed or read, while believed current. */
   head: VersionedData | undefined;
   known: boolean;
+  /** Updates in a row that started from the remembered head, without a read. */
+  unread: number;
   /** The tail of this key's queue of updates in this process. */
   tail: Promise<unknown>;
   waiting: number;
 }
 
 const MAX_REMEMBERED_HEADS = 1024;
+const UNREAD_LIMIT = 8;
 const states = new WeakMap<Consensus, Map<string, KeyState>>();
 
 function stateOf(store: Consensus, key: string): KeyState {
@@ -60,7 +63,7 @@ function stateOf(store: Consensus, key: string): KeyState {
         }
       }
     }
-    state = { head: undefined, known: false, tail: Promise.resolve(), waiting: 0 };
+    state = { head: undefined, known: false, unread: 0, tail: Promise.resolve(), waiting: 0 };
     keys.set(key, state);
   }
   return state;
@@ -75,8 +78,10 @@ function stateOf(store: Consensus, key: string): KeyState {
  * compare-and-set in flight per key per process), so writers of the same
  * process never waste round trips racing each other, and each update starts
  * from the version the previous one committed, without reading it back: an
- * uncontended update is one round trip. Writers in other processes are
- * handled by compare-and-set: a stale start is a mismatch, then a fresh read.
+ * uncontended update is one round trip (every eighth reads the head first,
+ * so that a process that keeps winning does not starve writers elsewhere).
+ * Writers in other processes are handled by compare-and-set: a stale start
+ * is a mismatch, then a fresh read.
  *
  * `fn` may run more than once (once per attempt) and must not have side
  * effects beyond computing the payload; it may return `undefined` to write
@@ -108,7 +113,7 @@ export function update(
   fn: UpdateFn,
   options: UpdateOptions = {},
 ): Promise<UpdateResult> {
-  const maxAttempts = options.maxAttempts ?? 100;
+  const maxAttempts = options.maxAttempts ?? 1000;
   if (!Number.isSafeInteger(maxAttempts) || maxAttempts < 1) {
     return Promise.reject(
       new RangeError(`Cannot update: maxAttempts must be a positive integer, got ${maxAttempts}`),
@@ -137,7 +142,18 @@ async function attempt(
   for (let attempts = 0; attempts < maxAttempts;) {
     let current: VersionedData | undefined;
     try {
-      current = state.known ? state.head : await store.head(key);
+      // Starting from the remembered head saves a round trip, but it also
+      // lets a process that keeps winning keep the key: its next
+      // compare-and-set is on the wire a read ahead of every other
+      // process's. Reading afresh every UNREAD_LIMIT updates opens that
+      // window, so writers elsewhere get their turn instead of starving.
+      if (state.known && state.unread < UNREAD_LIMIT) {
+        current = state.head;
+        state.unread++;
+      } else {
+        current = await store.head(key);
+        state.unread = 0;
+      }
     } catch (error) {
       state.known = false;
       throw error;
