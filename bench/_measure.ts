@@ -1,5 +1,7 @@
 // Runtime-neutral measurement helpers shared by the Deno and Bun runners:
-// time-boxed worker loops, latency percentiles, pgbench output parsing.
+// time-boxed worker loops, latency percentiles, table formatting, the pgbench
+// script and the parsing of its output.
+import type { Dialect } from "../src/dialect.ts";
 
 /** What one time-boxed run measured. */
 export interface RunResult {
@@ -82,4 +84,36 @@ export function parsePgbench(text: string): { tps: number; transactions: number;
   const transactions = Number(/number of transactions actually processed: (\d+)/.exec(text)?.[1]);
   const failed = Number(/number of failed transactions: (\d+)/.exec(text)?.[1] ?? 0);
   return { tps, transactions, failed };
+}
+
+/** A key no earlier run used. */
+export function freshKey(label: string): string {
+  return `${label}-${Date.now().toString(36)}-${runId++}`;
+}
+let runId = 0;
+
+/** Operations per second of a run. */
+export const rate = (r: RunResult): number => r.ops / r.seconds;
+/** The arithmetic mean. */
+export const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
+/** A number for a table, "n/a" when not finite. */
+export const fmt = (x: number, digits = 0): string =>
+  Number.isFinite(x) ? x.toLocaleString("en-US", { maximumFractionDigits: digits }) : "n/a";
+/** `a / b` for a table, "n/a" when either is missing. */
+export const ratio = (a: number, b: number): string =>
+  Number.isFinite(a) && Number.isFinite(b) && b > 0 ? (a / b).toFixed(2) : "n/a";
+
+/**
+ * The pgbench script running the same two statements as the library: the
+ * head read, then the dialect's compare-and-set with the head bound by
+ * `\gset`, for the shard `shardExpr` (an SQL expression) and payload `data`.
+ */
+export function casScript(dialect: Dialect, shardExpr: string, data: Uint8Array): string {
+  const casText = dialect.casNext.text
+    .replaceAll("$1::text", `(${shardExpr})::text`)
+    .replaceAll("$2::int8", "(:head + 1)::int8")
+    .replaceAll("$3::bytea", `'\\x${hex(data)}'::bytea`);
+  const headText = dialect.head.text.replace("$1::text", `(${shardExpr})::text`)
+    .replace("SELECT sequence_number, data", "SELECT sequence_number AS head");
+  return `${headText}\n\\gset\n${casText};\n`;
 }

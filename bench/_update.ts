@@ -16,5 +16,3 @@ export async function updateWithCounter(store: Consensus, key: string): Promise<
   const { attempts } = await update(store, key, increment);
   return attempts;
 }
-
-export const UPDATE_AVAILABLE = true;

@@ -15,10 +15,15 @@ import { fromBunSql } from "../src/adapters/bun_sql.ts";
 import { fromPostgresJs } from "../src/adapters/postgres_js.ts";
 import { dialectFor, quoteIdentifier } from "../src/dialect.ts";
 import {
-  hex,
+  casScript,
+  fmt,
+  freshKey,
+  mean,
   parsePgbench,
   percentile,
   pgbenchArgs,
+  rate,
+  ratio,
   type RunResult,
   timeBoxed,
 } from "./_measure.ts";
@@ -127,28 +132,11 @@ const binDir = await findPgBin();
 const admin = postgres(url, { max: 1, onnotice: () => {} });
 await admin.unsafe(dialect.dropTable);
 await admin.unsafe(dialect.createTable);
-let runId = 0;
-const fresh = (label: string) => `${label}-${Date.now().toString(36)}-${runId++}`;
 const seed = (shards: string[]) =>
   admin.unsafe(
     `INSERT INTO ${TABLE} (shard, sequence_number, data) SELECT unnest($1::text[]), 0, '\\x00'::bytea`,
     [shards],
   );
-const rate = (r: RunResult) => r.ops / r.seconds;
-const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
-const fmt = (x: number, digits = 0) =>
-  Number.isFinite(x) ? x.toLocaleString("en-US", { maximumFractionDigits: digits }) : "n/a";
-const ratio = (a: number, b: number) => (b > 0 ? (a / b).toFixed(2) : "n/a");
-
-function casScript(shardExpr: string, data: Uint8Array): string {
-  const casText = dialect.casNext.text
-    .replaceAll("$1::text", `(${shardExpr})::text`)
-    .replaceAll("$2::int8", "(:head + 1)::int8")
-    .replaceAll("$3::bytea", `'\\x${hex(data)}'::bytea`);
-  const headText = dialect.head.text.replace("$1::text", `(${shardExpr})::text`)
-    .replace("SELECT sequence_number, data", "SELECT sequence_number AS head");
-  return `${headText}\n\\gset\n${casText};\n`;
-}
 
 const targets = [await bunSqlTarget(), await postgresJsTarget()];
 const rows: Record<string, unknown>[] = [];
@@ -162,14 +150,14 @@ for (const workers of quick ? [1, 16] : [1, 4, 16]) {
   const lib = new Map<Target, RunResult[]>(), raw = new Map<Target, RunResult[]>();
   const bench: number[] = [];
   for (let round = 0; round < rounds; round++) {
-    const prefix = fresh("b-pgb");
+    const prefix = freshKey("b-pgb");
     await seed(Array.from({ length: workers }, (_, i) => `${prefix}-${i}`));
     console.error(`  [bench/bun] ${workers} workers, round ${round + 1}: pgbench`);
-    bench.push(await pgbench(casScript(`'${prefix}-' || :client_id`, data), workers));
+    bench.push(await pgbench(casScript(dialect, `'${prefix}-' || :client_id`, data), workers));
     for (const t of targets) {
       console.error(`  [bench/bun] ${workers} workers, round ${round + 1}: ${t.name}`);
-      const libKeys = Array.from({ length: workers }, () => fresh("b-lib"));
-      const rawKeys = Array.from({ length: workers }, () => fresh("b-raw"));
+      const libKeys = Array.from({ length: workers }, () => freshKey("b-lib"));
+      const rawKeys = Array.from({ length: workers }, () => freshKey("b-raw"));
       await seed([...libKeys, ...rawKeys]);
       const l = await timeBoxed(workers, seconds * 1000, async (w) => {
         const startedAt = performance.now();

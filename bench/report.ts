@@ -15,8 +15,19 @@
 import postgres from "postgres";
 import { PostgresConsensus } from "../mod.ts";
 import { fromPostgresJs } from "../src/adapters/postgres_js.ts";
+import { dialectFor } from "../src/dialect.ts";
 import { contended, type ContendedMode } from "./_contended.ts";
-import { hex, percentile, type RunResult, timeBoxed } from "./_measure.ts";
+import {
+  casScript,
+  fmt,
+  freshKey,
+  mean,
+  percentile,
+  rate,
+  ratio,
+  type RunResult,
+  timeBoxed,
+} from "./_measure.ts";
 import { findPgBin, pgbench } from "./_pgbench.ts";
 import {
   benchDialect,
@@ -26,7 +37,7 @@ import {
   TABLE,
   type Target,
 } from "./_targets.ts";
-import { UPDATE_AVAILABLE, updateWithCounter } from "./_update.ts";
+import { updateWithCounter } from "./_update.ts";
 
 const args = Deno.args;
 const lines: string[] = [];
@@ -73,16 +84,6 @@ out(
     `${seconds} s per run, ${rounds} interleaved round(s).\n`,
 );
 
-let runId = 0;
-const fresh = (label: string) => `${label}-${Date.now().toString(36)}-${runId++}`;
-const rate = (r: RunResult) => r.ops / r.seconds;
-const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
-const fmt = (x: number, digits = 0) =>
-  Number.isFinite(x) ? x.toLocaleString("en-US", { maximumFractionDigits: digits }) : "n/a";
-const ratio = (
-  a: number,
-  b: number,
-) => (Number.isFinite(a) && Number.isFinite(b) && b > 0 ? (a / b).toFixed(2) : "n/a");
 const progress = (text: string) => console.error(`  [bench] ${text}`);
 
 async function seed(shards: string[]): Promise<void> {
@@ -98,18 +99,6 @@ async function headOf(key: string): Promise<bigint> {
     [key],
   );
   return BigInt(rows[0].h);
-}
-
-// pgbench runs the same two statements as the library: the head read, then
-// the Postgres dialect's compare-and-set with the head bound by \gset.
-function casScript(shardExpr: string, data: Uint8Array): string {
-  const casText = dialect.casNext.text
-    .replaceAll("$1::text", `(${shardExpr})::text`)
-    .replaceAll("$2::int8", "(:head + 1)::int8")
-    .replaceAll("$3::bytea", `'\\x${hex(data)}'::bytea`);
-  const headText = dialect.head.text.replace("$1::text", `(${shardExpr})::text`)
-    .replace("SELECT sequence_number, data", "SELECT sequence_number AS head");
-  return `${headText}\n\\gset\n${casText};\n`;
 }
 
 const results: Record<string, unknown[]> = { uncontended: [], contended: [], reads: [] };
@@ -135,14 +124,14 @@ for (const payloadSize of quick ? [8] : [8, 1024]) {
     const lib = new Map<Target, RunResult[]>(), raw = new Map<Target, RunResult[]>();
     const bench: number[] = [];
     for (let round = 0; round < rounds; round++) {
-      const pgbPrefix = fresh("u-pgb");
+      const pgbPrefix = freshKey("u-pgb");
       await seed(Array.from({ length: workers }, (_, i) => `${pgbPrefix}-${i}`));
       progress(`uncontended ${workers} workers, ${payloadSize} B, round ${round + 1}: pgbench`);
       bench.push(
         (await pgbench(
           binDir,
           url,
-          casScript(`'${pgbPrefix}-' || :client_id`, data),
+          casScript(dialect, `'${pgbPrefix}-' || :client_id`, data),
           workers,
           seconds,
         ))
@@ -150,8 +139,8 @@ for (const payloadSize of quick ? [8] : [8, 1024]) {
       );
       for (const t of targets) {
         progress(`uncontended ${workers} workers, ${payloadSize} B, round ${round + 1}: ${t.name}`);
-        const libKeys = Array.from({ length: workers }, () => fresh("u-lib"));
-        const rawKeys = Array.from({ length: workers }, () => fresh("u-raw"));
+        const libKeys = Array.from({ length: workers }, () => freshKey("u-lib"));
+        const rawKeys = Array.from({ length: workers }, () => freshKey("u-raw"));
         await seed([...libKeys, ...rawKeys]);
         const l = await timeBoxed(workers, ms, async (w) => {
           const startedAt = performance.now();
@@ -274,25 +263,21 @@ async function multiProcess(
 
 type ContendedRunner = {
   label: string;
-  available: boolean;
   run: (writers: number) => Promise<RunResult>;
 };
 const contendedRunners: ContendedRunner[] = [
   {
     label: "library read-then-CAS, 1 process",
-    available: true,
-    run: (w) => contended(target.store, fresh("c-lib"), w, ms, "loop"),
+    run: (w) => contended(target.store, freshKey("c-lib"), w, ms, "loop"),
   },
   {
     label: "library update(), 1 process",
-    available: UPDATE_AVAILABLE,
-    run: (w) => contended(target.store, fresh("c-upd"), w, ms, "update", updateWithCounter),
+    run: (w) => contended(target.store, freshKey("c-upd"), w, ms, "update", updateWithCounter),
   },
   {
     label: "raw driver read-then-CAS, 1 process",
-    available: true,
     run: (w) => {
-      const key = fresh("c-raw");
+      const key = freshKey("c-raw");
       return timeBoxed(w, ms, async () => {
         const startedAt = performance.now();
         let attempts = 0;
@@ -308,12 +293,17 @@ const contendedRunners: ContendedRunner[] = [
   },
   {
     label: "pgbench read-then-CAS",
-    available: true,
     run: async (w) => {
-      const key = fresh("c-pgb");
+      const key = freshKey("c-pgb");
       await seed([key]);
       const before = await headOf(key);
-      const pgb = await pgbench(binDir, url!, casScript(`'${key}'`, new Uint8Array(8)), w, seconds);
+      const pgb = await pgbench(
+        binDir,
+        url!,
+        casScript(dialect, `'${key}'`, new Uint8Array(8)),
+        w,
+        seconds,
+      );
       const committed = Number((await headOf(key)) - before);
       return {
         ops: committed,
@@ -326,13 +316,11 @@ const contendedRunners: ContendedRunner[] = [
   },
   {
     label: "library read-then-CAS, 4 processes",
-    available: true,
-    run: (w) => multiProcess(fresh("c-mp"), w, "loop"),
+    run: (w) => multiProcess(freshKey("c-mp"), w, "loop"),
   },
   {
     label: "library update(), 4 processes",
-    available: UPDATE_AVAILABLE,
-    run: (w) => multiProcess(fresh("c-mpu"), w, "update"),
+    run: (w) => multiProcess(freshKey("c-mpu"), w, "update"),
   },
 ];
 const contendedWriters = quick ? [1, 16] : [1, 4, 16];
@@ -340,7 +328,6 @@ const contendedRates = new Map<string, Map<number, RunResult[]>>();
 for (let round = 0; round < rounds; round++) {
   for (const writers of contendedWriters) {
     for (const runner of contendedRunners) {
-      if (!runner.available) continue;
       if (runner.label.includes("4 processes") && writers < 4) continue;
       progress(`contended ${runner.label}, ${writers} writers, round ${round + 1}`);
       const r = await runner.run(writers);
@@ -356,10 +343,6 @@ const singleWriter = mean(
 for (const runner of contendedRunners) {
   for (const writers of contendedWriters) {
     const runs = contendedRates.get(runner.label)?.get(writers);
-    if (!runner.available) {
-      if (writers === 1) out(`| ${runner.label} | - | not built yet | | | | | | |`);
-      continue;
-    }
     if (!runs) continue;
     const committed = mean(runs.map(rate));
     const attempts = mean(runs.map((r) => r.attempts / r.seconds));
@@ -397,7 +380,7 @@ out("\n## scan, truncate, listKeys\n");
 out("| workload | library | raw driver | pgbench | library / raw | library / pgbench |");
 out("| --- | ---: | ---: | ---: | ---: | ---: |");
 {
-  const key = fresh("scan");
+  const key = freshKey("scan");
   await admin.unsafe(
     `INSERT INTO ${TABLE} SELECT $1, g, '\\x0102030405060708'::bytea FROM generate_series(0, 999) g`,
     [key],
@@ -437,7 +420,7 @@ out("| --- | ---: | ---: | ---: | ---: | ---: |");
 {
   const keys = quick ? 50 : 200;
   const prepare = async (label: string) => {
-    const prefix = fresh(label);
+    const prefix = freshKey(label);
     await admin.unsafe(
       `INSERT INTO ${TABLE} SELECT $1 || '-' || k, g, '\\x00'::bytea
        FROM generate_series(0, ${keys - 1}) k, generate_series(0, 999) g`,
@@ -479,7 +462,7 @@ out("| --- | ---: | ---: | ---: | ---: | ---: |");
 
   progress("listKeys over 100,000 keys");
   const listTable = "bench_list_keys";
-  const listDialect = (await import("../src/dialect.ts")).dialectFor(
+  const listDialect = dialectFor(
     "postgres",
     `"${listTable}"`,
   );

@@ -4,18 +4,9 @@
 // ES lib, with no runtime's type definitions in scope.
 interface Host {
   setTimeout(callback: () => void, ms: number): unknown;
-  clearTimeout(id: unknown): void;
   setInterval(callback: () => void, ms: number): unknown;
   clearInterval(id: unknown): void;
   queueMicrotask(callback: () => void): void;
-  AbortController: new () => {
-    readonly signal: {
-      readonly aborted: boolean;
-      addEventListener(type: "abort", listener: () => void, options?: { once?: boolean }): void;
-      removeEventListener(type: "abort", listener: () => void): void;
-    };
-    abort(): void;
-  };
   console?: { warn(message: string): void };
   TextEncoder: new () => { encode(text: string): Uint8Array };
   TextDecoder: new () => { decode(bytes: Uint8Array): string };

@@ -150,7 +150,7 @@ export class PostgresConsensus implements Consensus {
   // Head reads of a key waiting for the end of this turn (see head).
   readonly #headBatches = new Map<string, Promise<VersionedData | undefined>>();
   // The latest compare-and-set in flight per key (see compareAndSet).
-  readonly #inflight = new Map<string, { seqno: bigint; done: Promise<void> }>();
+  readonly #inflight = new Map<string, { seqno: bigint; run: Promise<SqlResult> }>();
   #closed = false;
 
   private constructor(executor: SqlExecutor, dialect: Dialect, settings: Settings) {
@@ -323,7 +323,9 @@ export class PostgresConsensus implements Consensus {
     // no round trip is spent losing a race on the server, where the loser
     // would only wait for the winner's row lock. Otherwise this one runs.
     const ahead = this.#inflight.get(key);
-    if (ahead !== undefined && ahead.seqno === next.seqno) await ahead.done;
+    if (ahead !== undefined && ahead.seqno === next.seqno) {
+      await ahead.run.then(() => {}, () => {});
+    }
     const floor = this.#floors.get(key);
     if (floor !== undefined && next.seqno <= floor) return "mismatch";
     const run = next.seqno === 0n
@@ -335,7 +337,8 @@ export class PostgresConsensus implements Consensus {
         [key, next.seqno, next.data],
         deadline,
       );
-    const entry = { seqno: next.seqno, done: run.then(() => {}, () => {}) };
+    // The owner awaits `run` below; only a waiter adds a handler of its own.
+    const entry = { seqno: next.seqno, run };
     this.#inflight.set(key, entry);
     try {
       const { rowCount } = await run;

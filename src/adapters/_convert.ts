@@ -2,7 +2,7 @@
 // driver returns int8 and bytea in its own form (string, number, bigint;
 // Buffer or Uint8Array), and the core wants exactly `bigint` and a plain
 // `Uint8Array`.
-import type { SqlStatement, SqlValue } from "../executor.ts";
+import { type AbortSignalLike, SqlError, type SqlStatement, type SqlValue } from "../executor.ts";
 
 /** A five-character SQLSTATE, as servers send in an error response. */
 export const SQLSTATE: RegExp = /^[0-9A-Z]{5}$/;
@@ -80,4 +80,25 @@ export function convertRows(
   statement: SqlStatement,
 ): SqlValue[][] {
   return convertRowsWith(rows, statement, toBigInt, toBytes);
+}
+
+/** The error for a call the core abandoned before the adapter could start it. */
+export function abandoned(): SqlError {
+  return new SqlError("Cannot run the statement: the call was abandoned");
+}
+
+/**
+ * Runs `cancel` once when `signal` aborts; returns the function that
+ * detaches it. A cancel request travels on a connection of its own, and when
+ * that fails its promise rejects with nobody else to handle it, so a
+ * returned promise's rejection is swallowed here.
+ */
+export function onAbort(signal: AbortSignalLike | undefined, cancel: () => unknown): () => void {
+  if (signal === undefined) return () => {};
+  const listener = () => {
+    const sent = cancel() as PromiseLike<unknown> | undefined;
+    if (sent && typeof sent.then === "function") sent.then(undefined, () => {});
+  };
+  signal.addEventListener("abort", listener, { once: true });
+  return () => signal.removeEventListener("abort", listener);
 }

@@ -11,7 +11,7 @@ import {
   type SqlStatement,
   type SqlValue,
 } from "../executor.ts";
-import { convertRows, messageOf, SQLSTATE } from "./_convert.ts";
+import { abandoned, convertRows, messageOf, onAbort, SQLSTATE } from "./_convert.ts";
 
 /**
  * The subset of a Bun `SQL` instance the adapter uses, written here so that
@@ -136,15 +136,9 @@ export function fromBunSql(sql: BunSql, options: FromBunSqlOptions = {}): SqlExe
       queryOptions?: QueryOptions,
     ): Promise<SqlResult> {
       const signal = queryOptions?.signal;
-      if (signal?.aborted) throw new SqlError("Cannot run the statement: the call was abandoned");
+      if (signal?.aborted) throw abandoned();
       const pending = sql.unsafe(statement.text, params as unknown[]).values();
-      // The cancel request travels on a connection of its own; when that
-      // fails, its promise rejects, and nobody else would handle it.
-      const cancel = () => {
-        const sent = pending.cancel() as PromiseLike<unknown> | undefined;
-        if (sent && typeof sent.then === "function") sent.then(undefined, () => {});
-      };
-      signal?.addEventListener("abort", cancel, { once: true });
+      const detach = onAbort(signal, () => pending.cancel());
       try {
         const rows = await pending;
         const converted = statement.columns.length === 0 ? [] : convertRows(rows, statement);
@@ -152,7 +146,7 @@ export function fromBunSql(sql: BunSql, options: FromBunSqlOptions = {}): SqlExe
       } catch (error) {
         throw normalise(error);
       } finally {
-        signal?.removeEventListener("abort", cancel);
+        detach();
       }
     },
     async ddl(text: string): Promise<readonly (readonly unknown[])[]> {

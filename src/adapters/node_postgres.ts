@@ -11,7 +11,7 @@ import {
   type SqlStatement,
   type SqlValue,
 } from "../executor.ts";
-import { convertRows, messageOf, SOCKET_CODES, SQLSTATE } from "./_convert.ts";
+import { abandoned, convertRows, messageOf, SOCKET_CODES, SQLSTATE } from "./_convert.ts";
 
 /**
  * The subset of node-postgres' `Pool` the adapter uses, written here so that
@@ -182,7 +182,7 @@ export function fromNodePostgres(
       };
       if (signal?.aborted) {
         client.release();
-        throw new SqlError("Cannot run the statement: the call was abandoned");
+        throw abandoned();
       }
       signal?.addEventListener("abort", cancel, { once: true });
       try {

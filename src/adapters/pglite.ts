@@ -12,7 +12,7 @@ import {
   type SqlStatement,
   type SqlValue,
 } from "../executor.ts";
-import { convertRows, messageOf, SQLSTATE } from "./_convert.ts";
+import { abandoned, convertRows, messageOf, SQLSTATE } from "./_convert.ts";
 
 /**
  * The subset of a `PGlite` instance the adapter uses, written here so that
@@ -126,7 +126,7 @@ export function fromPglite(db: PgliteDatabase, options: FromPgliteOptions = {}):
       queryOptions?: QueryOptions,
     ): Promise<SqlResult> {
       if (queryOptions?.signal?.aborted) {
-        throw new SqlError("Cannot run the statement: the call was abandoned");
+        throw abandoned();
       }
       try {
         const result = await db.query(statement.text, params as unknown[], { rowMode: "array" });

@@ -12,7 +12,7 @@ import {
   type SqlStatement,
   type SqlValue,
 } from "../executor.ts";
-import { convertRows, SOCKET_CODES, SQLSTATE } from "./_convert.ts";
+import { convertRows, onAbort, SOCKET_CODES, SQLSTATE } from "./_convert.ts";
 
 /**
  * The subset of a `postgres()` instance the adapter uses, written here so
@@ -140,13 +140,7 @@ export function fromPostgresJs(
     ): Promise<SqlResult> {
       const pending = sql.unsafe(statement.text, params as unknown[], { prepare: true }).values();
       const signal = cancellable ? queryOptions?.signal : undefined;
-      // The cancel request travels on a connection of its own; when that
-      // fails, its promise rejects, and nobody else would handle it.
-      const cancel = () => {
-        const sent = pending.cancel() as PromiseLike<unknown> | undefined;
-        if (sent && typeof sent.then === "function") sent.then(undefined, () => {});
-      };
-      signal?.addEventListener("abort", cancel, { once: true });
+      const detach = onAbort(signal, () => pending.cancel());
       try {
         const rows = await pending;
         const converted = statement.columns.length === 0 ? [] : convertRows(rows, statement);
@@ -154,7 +148,7 @@ export function fromPostgresJs(
       } catch (error) {
         throw normalise(error);
       } finally {
-        signal?.removeEventListener("abort", cancel);
+        detach();
       }
     },
     async ddl(text: string): Promise<readonly (readonly unknown[])[]> {
