@@ -52,13 +52,51 @@ export class ConsensusError extends Error {
   }
 }
 
-const URL_PASSWORD = /\b((?:postgres(?:ql)?|cockroach(?:db)?):\/\/[^:/@\s]*:)[^@\s]*@/gi;
-const KEYWORD_PASSWORD = /\b(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&]+)/gi;
-const QUERY_PASSWORD = /([?&]password=)[^&\s]*/gi;
+const SCHEME = String.raw`(?:postgres(?:ql)?|cockroach(?:db)?):\/\/`;
+
+// A password may hold an unencoded "@" (drivers disagree on whether such a
+// URL parses, but it still reaches messages), so it runs to the last "@" of
+// its URL, and a URL ends at whitespace or where the next connection URL
+// starts. An "@" later in the same URL (say in a query) hides the host too:
+// hiding too much is the safe way to be wrong.
+const URL_PASSWORD = String.raw`\b(${SCHEME}[^:/@\s]*:)(?:(?!${SCHEME})\S)*@`;
+
+// Stops at "&" and whitespace, so the parameters after it stay readable.
+const QUERY_PASSWORD = String.raw`([?&]\w*password=)[^&\s]*`;
+
+// An escape takes the next character (or the end of the text), so a value
+// splits into parts one way only, with no backtracking blow-up, and a
+// trailing backslash cannot make the match fail and leak the value.
+const ESCAPE = String.raw`\\(?:[\s\S]|$)`;
+// A quote left open (a message cut short) hides the rest of the text.
+const SINGLE_QUOTED = String.raw`'(?:[^'\\]|${ESCAPE})*(?:'|$)`;
+const DOUBLE_QUOTED = String.raw`"(?:[^"\\]|${ESCAPE})*(?:"|$)`;
+// Parts run together up to whitespace: libpq's 'a \' b', shell's 'it'\''s'
+// and a\ b are each one value.
+const VALUE = `(?:${SINGLE_QUOTED}|${DOUBLE_QUOTED}|${ESCAPE}|[^\\s'"\\\\])+`;
+// Any key ending in "password": password, sslpassword, PGPASSWORD, db_password.
+const KEYWORD_PASSWORD = String.raw`\b(\w*password\s*=\s*)${VALUE}`;
+
+// One pass, so that a secret is matched by the leftmost form that covers it
+// and no pattern rereads what another already redacted.
+const SECRETS = new RegExp(`${URL_PASSWORD}|${QUERY_PASSWORD}|${KEYWORD_PASSWORD}`, "gi");
 
 /**
- * Replaces the passwords in Postgres connection URLs and `password=` keyword
- * strings with `***`. Every message this library produces passes through it.
+ * Replaces passwords with `***`. Every message this library produces passes
+ * through it. It hides:
+ *
+ * - the password of a `postgres://`, `postgresql://`, `cockroach://` or
+ *   `cockroachdb://` URL, user and host kept, including a password with
+ *   unencoded `@` (it runs to the last `@` of the URL, which ends at
+ *   whitespace or at the next connection URL);
+ * - `password=` query parameters (`?password=...&`);
+ * - `key=value` passwords whose key ends in `password` (`password`,
+ *   `sslpassword`, `PGPASSWORD`, also `export PGPASSWORD=...`), unquoted up
+ *   to whitespace, or single- or double-quoted with spaces and
+ *   backslash-escaped quotes, or in shell's `'it'\''s'` form.
+ *
+ * Where a boundary is ambiguous it hides more rather than less. Passwords in
+ * other shapes (`"password": "..."` in JSON, for one) are not recognised.
  *
  * @param text Text that may contain a connection string.
  * @returns The text with every password replaced.
@@ -67,13 +105,16 @@ const QUERY_PASSWORD = /([?&]password=)[^&\s]*/gi;
  * ```ts
  * import { redactSecrets } from "@persist/consensus";
  *
- * const safe = redactSecrets("cannot reach postgres://app:hunter2@db:5432/app");
- * if (safe.includes("hunter2")) throw new Error("leaked");
+ * const safe = redactSecrets("PGPASSWORD='hunter 2' psql postgres://app:p@ss@db:5432/app");
+ * if (safe !== "PGPASSWORD=*** psql postgres://app:***@db:5432/app") {
+ *   throw new Error(`leaked: ${safe}`);
+ * }
  * ```
  */
 export function redactSecrets(text: string): string {
-  return text
-    .replace(URL_PASSWORD, "$1***@")
-    .replace(QUERY_PASSWORD, "$1***")
-    .replace(KEYWORD_PASSWORD, "$1***");
+  return text.replace(
+    SECRETS,
+    (_match, url?: string, query?: string, keyword?: string) =>
+      url !== undefined ? `${url}***@` : `${query ?? keyword}***`,
+  );
 }

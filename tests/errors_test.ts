@@ -17,6 +17,62 @@ Deno.test("redactSecrets removes passwords from URLs and keyword strings", () =>
   for (const [input, expected] of cases) assertEquals(redactSecrets(input), expected);
 });
 
+// Each case list is checked as a whole, so a failure shows every case that leaks at once.
+const redactAll = (cases: [string, string][]) =>
+  assertEquals(cases.map(([input]) => redactSecrets(input)), cases.map(([, expected]) => expected));
+
+Deno.test("redactSecrets hides a URL password with an unencoded @ up to the last @ of that URL", () => {
+  redactAll([
+    [
+      "postgres://app:p@ss@w0rd@127.0.0.1:5432/app",
+      "postgres://app:***@127.0.0.1:5432/app",
+    ],
+    ["cockroachdb://root:@@@db:26257/x", "cockroachdb://root:***@db:26257/x"],
+    // Whitespace ends a URL: an address later in the message stays.
+    [
+      "cannot reach postgres://app:p@ss@db/app; mail admin@example.com",
+      "cannot reach postgres://app:***@db/app; mail admin@example.com",
+    ],
+    // So does the next connection URL, with or without a space before it.
+    [
+      "postgres://a:x@y@h1/db postgresql://b:s@cr3t@h2/db",
+      "postgres://a:***@h1/db postgresql://b:***@h2/db",
+    ],
+    [
+      "postgres://a:x@y@h1/db,postgresql://b:s@cr3t@h2/db",
+      "postgres://a:***@h1/db,postgresql://b:***@h2/db",
+    ],
+    // Already redacted text is left as it is.
+    ["postgres://app:***@db/app", "postgres://app:***@db/app"],
+  ]);
+});
+
+Deno.test("redactSecrets hides quoted keyword passwords, with spaces and escaped quotes", () => {
+  redactAll([
+    ["host=db password='a b' user=app", "host=db password=*** user=app"],
+    ["host=db password = 'it\\'s a secret' user=app", "host=db password = *** user=app"],
+    ['host=db password="a b c" user=app', "host=db password=*** user=app"],
+    ['host=db password="say \\"hi\\" now" user=app', "host=db password=*** user=app"],
+    ["host=db password=a\\ b user=app", "host=db password=*** user=app"],
+    ["host=db sslpassword='key pass' user=app", "host=db sslpassword=*** user=app"],
+    // A message cut inside a quoted password hides the rest of it.
+    ["host=db password='a b", "host=db password=***"],
+    ["host=db password='a b\\", "host=db password=***"],
+    ["password authentication failed for user app", "password authentication failed for user app"],
+  ]);
+});
+
+Deno.test("redactSecrets hides PGPASSWORD assignments, quoted or not", () => {
+  redactAll([
+    ["PGPASSWORD=secret psql -h db", "PGPASSWORD=*** psql -h db"],
+    ["export PGPASSWORD=secret\npsql -h db", "export PGPASSWORD=***\npsql -h db"],
+    ["export PGPASSWORD='a b'\npsql", "export PGPASSWORD=***\npsql"],
+    ['PGPASSWORD="a b" psql', "PGPASSWORD=*** psql"],
+    ["PGPASSWORD='it'\\''s' psql", "PGPASSWORD=*** psql"],
+    ["env pgpassword=secret psql", "env pgpassword=*** psql"],
+  ]);
+});
+
 Deno.test("ConsensusError redacts its message", () => {
   const error = new ConsensusError("cannot reach postgres://u:secret@h/db", { determinate: false });
   assert(!error.message.includes("secret"));
