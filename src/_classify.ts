@@ -26,6 +26,8 @@ const DETERMINATE_CLASSES = new Set([
   "23", // integrity constraint violation
   "25", // invalid transaction state
   "28", // invalid authorization
+  "3D", // invalid catalog name (the database does not exist)
+  "3F", // invalid schema name
   "42", // syntax error or access rule violation (missing table, no privilege)
   "0A", // feature not supported
   "53", // insufficient resources (no connection slots, out of memory)

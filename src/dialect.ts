@@ -1,20 +1,37 @@
 // The SQL of each engine, as data. Each statement carries the argument for
-// why it is correct at the isolation level that engine runs it at:
-// Postgres' default READ COMMITTED, CockroachDB's SERIALIZABLE.
+// why it is correct at the isolation levels that engine runs it at:
+// - the Postgres statements at READ COMMITTED, REPEATABLE READ and
+//   SERIALIZABLE (whatever the session's level, nothing to configure);
+// - the CockroachDB statements at SERIALIZABLE only. They rely on the
+//   engine's serializability and are wrong at weaker levels, so
+//   `PostgresConsensus.open` reads the session's level and refuses them
+//   anywhere else (CockroachDB's READ COMMITTED included).
 //
 // Schema (shared, and the same as Materialize persist's `consensus` table, so
 // an existing table can be opened as it is):
 //   shard text, sequence_number bigint, data bytea,
 //   PRIMARY KEY (shard, sequence_number)
+// Rows with sequence_number >= 0 are versions. The Postgres statements add
+// one more row per shard, the first-write marker at sequence_number -1,
+// written in the same transaction as version 0 (see CAS_FIRST_POSTGRES) and
+// never deleted; every read, truncate and key listing skips it.
 // The invariants every statement keeps, per shard:
 //   I1. at most one row per (shard, sequence_number): the primary key;
-//   I2. the rows form a contiguous range [low, head]: a row N + 1 is only
+//   I2. the versions form a contiguous range [low, head]: a row N + 1 is only
 //       inserted while row N is the head, and truncate only removes a prefix;
 //   I3. the head is never deleted: truncate deletes below a bound that is at
-//       most a sequence number that exists.
+//       most a sequence number that exists. Together with I2: once a shard
+//       has a version, it has one forever (through this library);
+//   I4. the marker is inserted at most once and never deleted, and version 0
+//       is only ever inserted by the transaction that inserted the marker
+//       (Postgres statements), so version 0 is committed at most once even
+//       after it was truncated.
 // A compare-and-set commits iff its insert lands; `ON CONFLICT DO NOTHING`
 // turns the loser of a race on the same (shard, seqno) into zero rows, a
-// "mismatch", instead of a unique violation (23505), at every isolation level.
+// "mismatch", instead of a unique violation (23505). Under REPEATABLE READ
+// and SERIALIZABLE, Postgres raises 40001 instead when the conflicting row
+// was committed after the statement's snapshot; that rolled back, and the
+// core runs the statement again on a fresh snapshot.
 import type { SqlStatement, SqlType } from "./executor.ts";
 import { utf8ByteLength } from "./_runtime.ts";
 
@@ -68,80 +85,144 @@ function fnv1a(text: string): string {
   return (hash >>> 0).toString(16).padStart(8, "0");
 }
 
+/** Sequence number of the first-write marker row of the Postgres statements. */
+export const MARKER_SEQNO = -1n;
+
 // Reads see one snapshot; head and scan need nothing more. Under READ
 // COMMITTED each statement takes a snapshot after every commit acknowledged
-// before it started, so a read never misses an acknowledged write (the
-// real-time order linearizability needs).
+// before it started, and under REPEATABLE READ and SERIALIZABLE so does the
+// single statement's own transaction: a read never misses an acknowledged
+// write (the real-time order linearizability needs). `sequence_number >= 0`
+// skips the marker.
 const HEAD = (t: string) =>
-  `SELECT sequence_number, data FROM ${t} WHERE shard = $1::text ORDER BY sequence_number DESC LIMIT 1`;
+  `SELECT sequence_number, data FROM ${t} WHERE shard = $1::text AND sequence_number >= 0 ` +
+  `ORDER BY sequence_number DESC LIMIT 1`;
 
+// $2 is never negative (the core checks it), so the marker is never read.
 const SCAN = (t: string) =>
   `SELECT sequence_number, data FROM ${t} WHERE shard = $1::text AND sequence_number >= $2::int8 ORDER BY sequence_number ASC LIMIT $3::int8`;
 
 // Truncate reads the head and deletes below the bound in one statement, and
 // returns both, so "above the head" is told apart from "nothing left to
-// delete" without a second round trip. Rows deleted are below $2 <= head at
-// the statement's snapshot <= head now (heads only grow), so I3 holds. Under
-// READ COMMITTED a row that a concurrent truncate deleted first is skipped
-// after waiting for it, so two truncates never count a row twice; rows
-// inserted after the snapshot are above the head and untouched.
+// delete" without a second round trip.
+// - I3: rows deleted are below $2 <= head at the statement's snapshot <=
+//   head now (heads only grow), so the head survives at every level.
+// - I4: the marker (-1) is outside `sequence_number >= 0`.
+// - READ COMMITTED: a row that a concurrent truncate deleted first is
+//   skipped after waiting for it, so two truncates never count a row twice;
+//   rows inserted after the snapshot are above the head and untouched.
+// - REPEATABLE READ and SERIALIZABLE: a row deleted by a truncate committed
+//   after the snapshot raises 40001; nothing was deleted, and the retry
+//   runs on a fresh snapshot.
+// - A compare-and-set holding the row below its new version FOR KEY SHARE
+//   makes this wait (see CAS_NEXT_POSTGRES); a cycle is a deadlock (40P01),
+//   which rolls one side back to be retried.
 const TRUNCATE = (t: string) =>
-  `WITH head AS (SELECT max(sequence_number) AS seqno FROM ${t} WHERE shard = $1::text), ` +
-  `deleted AS (DELETE FROM ${t} WHERE shard = $1::text AND sequence_number < $2::int8 ` +
-  `AND $2::int8 <= (SELECT seqno FROM head) RETURNING 1) ` +
+  `WITH head AS (SELECT max(sequence_number) AS seqno FROM ${t} ` +
+  `WHERE shard = $1::text AND sequence_number >= 0), ` +
+  `deleted AS (DELETE FROM ${t} WHERE shard = $1::text AND sequence_number >= 0 ` +
+  `AND sequence_number < $2::int8 AND $2::int8 <= (SELECT seqno FROM head) RETURNING 1) ` +
   `SELECT (SELECT seqno FROM head), (SELECT count(*) FROM deleted)`;
 
 // Keyset pagination: each page starts after the last key of the previous
 // one, so memory stays bounded by the page size however many keys exist.
+// A shard with a marker always has a version (I3, I4), so listing by
+// version or by any row is the same; the filter keeps it so if rows were
+// deleted outside the library.
 const LIST_KEYS = (t: string) =>
-  `SELECT DISTINCT shard FROM ${t} WHERE shard > $1::text ORDER BY shard LIMIT $2::int8`;
+  `SELECT DISTINCT shard FROM ${t} WHERE shard > $1::text AND sequence_number >= 0 ` +
+  `ORDER BY shard LIMIT $2::int8`;
 
-// Version 0 may only be written to a shard with no rows.
-// CockroachDB (SERIALIZABLE): the NOT EXISTS read and the insert commit
-// atomically; a concurrent first write makes one transaction retry, and the
-// retry sees the row and inserts nothing.
-// Postgres (READ COMMITTED): two first writers both pass NOT EXISTS on their
-// snapshots; the second insert then waits on the first's uncommitted row 0
-// and, once that commits, does nothing. Residual window, documented in the
-// README: if, during this one statement, other clients commit version 0,
-// version 1 and a truncate that deletes version 0, the insert finds no live
-// row 0 and lands. That needs three commits inside one statement's execution
-// on a key that was empty when it started.
-const CAS_FIRST = (t: string) =>
+// Postgres compare-and-set of version 0, at every isolation level.
+// Version 0 may only be written to a shard that never had a version. A
+// check on the statement's snapshot alone cannot say that: between the
+// snapshot and the insert, other clients may commit version 0, version 1,
+// and a truncate that deletes version 0, and the insert would land again
+// (seen under READ COMMITTED and REPEATABLE READ). So the statement first
+// inserts the shard's marker (-1), and inserts version 0 only from the
+// marker's RETURNING row:
+// 1. The marker insert's ON CONFLICT check runs against the latest
+//    committed state, not the snapshot: if another transaction inserted the
+//    marker, this one waits for it to end; if that committed, this inserts
+//    nothing (READ COMMITTED) or fails with 40001 (REPEATABLE READ,
+//    SERIALIZABLE: the marker is not in its snapshot), rolled back and
+//    retried, and the retry inserts nothing. Markers are never deleted, so
+//    at most one transaction per shard ever inserts one (I4).
+// 2. Version 0 is inserted only by the transaction whose marker insert
+//    landed, and only if the snapshot holds no version of the shard: that
+//    covers shards written before markers existed (an existing table of
+//    Materialize's layout, or versions seeded outside the library), whose
+//    versions, once there, never all go (I3).
+// 3. Committed (one row): the marker was new, so nobody else ever inserted
+//    version 0 through this statement, and the snapshot (taken after the
+//    call began) held no version; no version > 0 can appear without a
+//    version 0 below it (I2). The shard was empty up to this commit, the
+//    linearization point.
+// 4. Mismatch (no row): either a committed marker was found during the
+//    call (the shard had a version then, forever: I3), or the snapshot held
+//    a version (same), or version 0 exists (ON CONFLICT, latest state).
+//    Each is a moment inside the call when the head was >= 0.
+// A marker inserted while the snapshot held versions (case 2's mismatch)
+// stays, harmless: that shard had a version already.
+// Every process writing the table must use these statements: a writer of
+// version 0 without a marker (an older release of this library, or
+// Materialize itself) reopens the window.
+const CAS_FIRST_POSTGRES = (t: string) =>
+  `WITH marker AS (INSERT INTO ${t} (shard, sequence_number, data) ` +
+  `VALUES ($1::text, -1, ''::bytea) ON CONFLICT DO NOTHING RETURNING 1) ` +
+  `INSERT INTO ${t} (shard, sequence_number, data) SELECT $1::text, 0, $2::bytea FROM marker ` +
+  `WHERE NOT EXISTS (SELECT 1 FROM ${t} WHERE shard = $1::text AND sequence_number >= 0) ` +
+  `ON CONFLICT DO NOTHING`;
+
+// CockroachDB compare-and-set of version 0, at SERIALIZABLE only (open
+// refuses the CockroachDB statements at any other level): the NOT EXISTS
+// read and the insert commit atomically; a concurrent first write makes one
+// transaction retry (CockroachDB internally, or 40001 to the core), and the
+// retry sees the row and inserts nothing. A truncate of version 0 needs a
+// version 1, which conflicts with the read just the same. A marker row left
+// by the Postgres statements counts as a version here, which is right: a
+// shard with a marker had a version.
+// Not used on Postgres below SERIALIZABLE: there the read is a snapshot and
+// the window of CAS_FIRST_POSTGRES is open.
+const CAS_FIRST_COCKROACH = (t: string) =>
   `INSERT INTO ${t} (shard, sequence_number, data) SELECT $1::text, 0, $2::bytea ` +
   `WHERE NOT EXISTS (SELECT 1 FROM ${t} WHERE shard = $1::text) ON CONFLICT DO NOTHING`;
 
-// Postgres (READ COMMITTED) compare-and-set of version $2 over head $2 - 1.
-// The head row is locked FOR KEY SHARE, which writers share with each other
-// but which blocks a DELETE of that row:
+// Postgres compare-and-set of version $2 > 0 over head $2 - 1, at every
+// isolation level. The head row is locked FOR KEY SHARE, which writers share
+// with each other but which blocks a DELETE of that row:
 // - two writers racing for $2 both find head $2 - 1; the second insert waits
-//   on the first's uncommitted row $2 and does nothing once it commits:
+//   on the first's uncommitted row $2 and does nothing once it commits
+//   (READ COMMITTED), or fails with 40001 when that row is not in its
+//   snapshot (REPEATABLE READ, SERIALIZABLE) and the retry finds head $2:
 //   exactly one winner, and the loser sees 0 rows, a mismatch;
 // - a writer whose snapshot is stale (the head moved past $2 - 1) inserts
 //   nothing: row $2 already exists, and ON CONFLICT sees the latest
-//   committed state, not the snapshot;
+//   committed state, not the snapshot (or raises 40001, as above);
 // - a truncate cannot make row $2 insertable again: deleting row $2 needs a
 //   head above $2 and deletes row $2 - 1 too, which this statement either
-//   holds locked (the truncate waits) or finds deleted when it takes the lock
-//   (READ COMMITTED re-checks a locked row, skips it, and this inserts
-//   nothing). A truncate that deleted row $2 first and then waits on our
-//   lock is a deadlock; Postgres aborts one side with 40P01, which surely did
-//   not commit and is retried.
-// Without the lock, the statement Materialize uses on CockroachDB can, under
-// READ COMMITTED, re-insert a version that a concurrent truncate removed.
-// Without ON CONFLICT, the "tuned" Postgres statement raises 23505 for every
-// loser whose snapshot predates the winner's commit.
+//   holds locked (the truncate waits) or finds deleted when it takes the
+//   lock: READ COMMITTED re-checks a locked row, skips it and takes the next
+//   one below in its snapshot (deleted too, or not $2 - 1), so this inserts
+//   nothing; REPEATABLE READ and SERIALIZABLE raise 40001 and the retry
+//   sees the new head. A truncate that deleted row $2 first and then waits
+//   on our lock is a deadlock; Postgres aborts one side with 40P01, which
+//   surely did not commit and is retried;
+// - the marker (-1) is never the head while a version exists (I3), and
+//   $2 - 1 >= 0, so it never satisfies the condition.
+// Without the lock, the CockroachDB statement can, under READ COMMITTED,
+// re-insert a version that a concurrent truncate removed.
 const CAS_NEXT_POSTGRES = (t: string) =>
   `WITH head AS (SELECT sequence_number FROM ${t} WHERE shard = $1::text ` +
   `ORDER BY sequence_number DESC LIMIT 1 FOR KEY SHARE) ` +
   `INSERT INTO ${t} (shard, sequence_number, data) SELECT $1::text, $2::int8, $3::bytea ` +
   `FROM head WHERE head.sequence_number = $2::int8 - 1 ON CONFLICT DO NOTHING`;
 
-// CockroachDB (SERIALIZABLE) compare-and-set: the head read and the insert
-// are one serializable transaction, so the insert lands only if the head is
-// still $2 - 1 at commit. Concurrent writers conflict on the shard's rows;
-// CockroachDB retries the implicit transaction itself or returns 40001,
-// which the core retries; either way the retry reads the new head and
+// CockroachDB compare-and-set, at SERIALIZABLE only: the head read and the
+// insert are one serializable transaction, so the insert lands only if the
+// head is still $2 - 1 at commit. Concurrent writers conflict on the shard's
+// rows; CockroachDB retries the implicit transaction itself or returns
+// 40001, which the core retries; either way the retry reads the new head and
 // inserts nothing. ON CONFLICT keeps a duplicate a mismatch, not a 23505.
 // No row lock: under SERIALIZABLE it would only add contention.
 const CAS_NEXT_COCKROACH = (t: string) =>
@@ -175,6 +256,7 @@ const TUNE_COCKROACH = (t: string) => [
  */
 export function dialectFor(engine: Engine, table: string): Dialect {
   const cockroach = engine === "cockroach";
+  const casFirst = cockroach ? CAS_FIRST_COCKROACH : CAS_FIRST_POSTGRES;
   const casNext = cockroach ? CAS_NEXT_COCKROACH : CAS_NEXT_POSTGRES;
   return {
     engine,
@@ -182,7 +264,7 @@ export function dialectFor(engine: Engine, table: string): Dialect {
     tune: cockroach ? TUNE_COCKROACH(table) : [],
     dropTable: `DROP TABLE IF EXISTS ${table}`,
     head: statement("head", HEAD(table), ["text"], ["int8", "bytea"]),
-    casFirst: statement("cas_first", CAS_FIRST(table), ["text", "bytea"], []),
+    casFirst: statement("cas_first", casFirst(table), ["text", "bytea"], []),
     casNext: statement(`cas_next`, casNext(table), ["text", "int8", "bytea"], []),
     scan: statement("scan", SCAN(table), ["text", "int8", "int8"], ["int8", "bytea"]),
     truncate: statement("truncate", TRUNCATE(table), ["text", "int8"], ["int8", "int8"]),

@@ -169,6 +169,13 @@ export interface SqlExecutor {
 
   /** Releases what the executor owns (an adapter closes the client only when told it owns it). */
   close(): Promise<void>;
+
+  /**
+   * Where the executor connects, for messages, without a password
+   * (`postgres://app@127.0.0.1:5432/app`). Optional: errors then name no
+   * server.
+   */
+  readonly target?: string;
 }
 
 /**

@@ -82,20 +82,34 @@ const DEFAULT_MAX_ATTEMPTS = 8;
 const BACKOFF_BASE_MS = 2;
 const BACKOFF_CAP_MS = 200;
 
-const TABLE_EXISTS: SqlStatement = {
-  name: "persist_consensus_table_exists",
-  text: "SELECT count(*) FROM information_schema.tables " +
-    "WHERE table_schema = coalesce(nullif($1::text, ''), current_schema()) AND table_name = $2::text",
-  params: ["text", "text"],
-  columns: ["int8"],
+// What open learns about the server and session in one round trip: the
+// engine (CockroachDB's version() names itself) and the isolation level the
+// session's implicit transactions run at.
+const PROBE: SqlStatement = {
+  name: "persist_consensus_probe",
+  text: `${VERSION_QUERY}, current_setting('transaction_isolation')`,
+  params: [],
+  columns: ["text", "text"],
 };
 
-const VERSION: SqlStatement = {
-  name: "persist_consensus_version",
-  text: VERSION_QUERY,
-  params: [],
-  columns: ["text"],
+// The table's columns, with their type and their position in the primary
+// key (0 when not in it). pg_catalog rather than information_schema, whose
+// constraint views hide the key from a role that may only read.
+const TABLE_SHAPE: SqlStatement = {
+  name: "persist_consensus_table_shape",
+  text: "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod)::text, " +
+    "coalesce((SELECT k.position FROM pg_catalog.pg_index i, " +
+    "unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, position) " +
+    "WHERE i.indrelid = c.oid AND i.indisprimary AND k.attnum = a.attnum), 0)::int8 " +
+    "FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace " +
+    "JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped " +
+    "WHERE n.nspname = coalesce(nullif($1::text, ''), current_schema()) AND c.relname = $2::text " +
+    "AND c.relkind IN ('r', 'p') ORDER BY a.attnum",
+  params: ["text", "text"],
+  columns: ["text", "text", "int8"],
 };
+
+const REQUIRED_COLUMNS = [["shard", "text"], ["sequence_number", "bigint"], ["data", "bytea"]];
 
 interface Settings {
   timeoutMs: number;
@@ -104,6 +118,7 @@ interface Settings {
   warn: (message: string) => void;
   schema: string;
   table: string;
+  target: string;
 }
 
 // How many keys' head lower bounds a store remembers (see #floors).
@@ -137,6 +152,7 @@ export class PostgresConsensus implements Consensus {
   readonly #warn: (message: string) => void;
   readonly #schema: string;
   readonly #table: string;
+  readonly #target: string;
   readonly #deadlines = new Deadlines();
   // A lower bound on each recently used key's head: the highest seqno this
   // store has seen committed or read. Heads only grow (truncate never
@@ -144,14 +160,20 @@ export class PostgresConsensus implements Consensus {
   // sure mismatch, answered without a round trip: at its invocation the head
   // is already at least that seqno, which is a valid linearization point.
   // It is what spares a read-then-CAS loop the wasted round trips of writers
-  // that lost to another writer of this process. Rows must change only
-  // through this library (dropAndRecreate clears it).
+  // that lost to another writer of this process. Rows changed outside the
+  // library (a restore from a backup, a rewrite) can leave it too high; the
+  // next head read of the key sets it to what it read, which heals it.
   readonly #floors = new Map<string, bigint>();
   // Head reads of a key waiting for the end of this turn (see head).
   readonly #headBatches = new Map<string, Promise<VersionedData | undefined>>();
   // The latest compare-and-set in flight per key (see compareAndSet).
   readonly #inflight = new Map<string, { seqno: bigint; run: Promise<SqlResult> }>();
   #closed = false;
+  // Operations invoked before close() and still running; close() waits for
+  // them to end with their real results before it closes the executor.
+  #active = 0;
+  #drained: (() => void) | undefined;
+  #closing: Promise<void> | undefined;
 
   private constructor(executor: SqlExecutor, dialect: Dialect, settings: Settings) {
     this.#executor = executor;
@@ -162,6 +184,7 @@ export class PostgresConsensus implements Consensus {
     this.#warn = settings.warn;
     this.#schema = settings.schema;
     this.#table = settings.table;
+    this.#target = settings.target;
   }
 
   /**
@@ -189,6 +212,21 @@ export class PostgresConsensus implements Consensus {
     executor: SqlExecutor,
     options: PostgresConsensusOptions = {},
   ): Promise<PostgresConsensus> {
+    try {
+      return await PostgresConsensus.#open(executor, options);
+    } catch (error) {
+      // The caller never gets a store to close: release what the executor
+      // owns (an adapter closes its client only when told it owns it), so a
+      // failed open does not keep the process alive.
+      await executor.close().catch(() => {});
+      throw error;
+    }
+  }
+
+  static async #open(
+    executor: SqlExecutor,
+    options: PostgresConsensusOptions,
+  ): Promise<PostgresConsensus> {
     const mode = options.mode ?? "auto";
     if (mode !== "auto" && mode !== "postgres" && mode !== "cockroach") {
       throw new RangeError(
@@ -205,6 +243,7 @@ export class PostgresConsensus implements Consensus {
     const maxAttempts = positiveInteger("maxAttempts", options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS);
     const pageSize = positiveInteger("listKeysPageSize", options.listKeysPageSize ?? 1000);
     const warn = options.onWarning ?? ((message: string) => host.console?.warn(message));
+    const target = typeof executor.target === "string" ? redactSecrets(executor.target) : "";
     const settings: Settings = {
       timeoutMs,
       maxAttempts,
@@ -212,19 +251,48 @@ export class PostgresConsensus implements Consensus {
       warn,
       schema: options.schema ?? "",
       table: tableName,
+      target,
     };
 
     // A provisional store runs the setup statements with the same timeout,
     // retry and error handling as every operation.
-    let engine: Engine = mode === "auto" ? "postgres" : mode;
-    const setup = new PostgresConsensus(executor, dialectFor(engine, quoted), settings);
-    if (mode === "auto") {
-      const { rows } = await setup.#run("detect the engine", "", VERSION, []);
-      const version = String(rows[0]?.[0] ?? "");
-      engine = /cockroach/i.test(version) ? "cockroach" : "postgres";
+    const setup = new PostgresConsensus(executor, dialectFor("postgres", quoted), settings);
+    const { rows } = await setup.#setupRun("connect", PROBE, []);
+    const server: Engine = /cockroach/i.test(String(rows[0]?.[0] ?? "")) ? "cockroach" : "postgres";
+    const isolation = String(rows[0]?.[1] ?? "").toLowerCase();
+    const engine: Engine = mode === "auto" ? server : mode;
+    if (engine === "postgres" && server === "cockroach") {
+      throw setup.#refuse(
+        'the server is CockroachDB, and the "postgres" statements are proven on Postgres only; ' +
+          'open it with mode "auto" or "cockroach"',
+      );
+    }
+    // The CockroachDB statements lean on serializability (see
+    // src/dialect.ts); at any weaker level they commit a seqno twice.
+    if (engine === "cockroach" && isolation !== "serializable") {
+      throw setup.#refuse(
+        `the session runs at ${JSON.stringify(isolation)} isolation, and the CockroachDB ` +
+          `statements are correct only at "serializable"; set default_transaction_isolation ` +
+          `to 'serializable' for this role or connection` +
+          (server === "postgres" ? ', or open it with mode "auto" on Postgres' : ""),
+      );
     }
     const store = new PostgresConsensus(executor, dialectFor(engine, quoted), settings);
-    if ((options.create ?? true) && !await store.#tableExists()) await store.#createTable();
+    let shape = await store.#tableShape();
+    if (shape.length === 0) {
+      if (!(options.create ?? true)) {
+        throw store.#refuse(`table ${quoted} does not exist (and create is false)`, "42P01");
+      }
+      await store.#createTable();
+      shape = await store.#tableShape();
+    }
+    const problem = shapeProblem(shape);
+    if (problem !== undefined) {
+      throw store.#refuse(
+        `table ${quoted} ${problem}; the store needs (shard text, sequence_number bigint, ` +
+          `data bytea, PRIMARY KEY (shard, sequence_number))`,
+      );
+    }
     return store;
   }
 
@@ -233,12 +301,37 @@ export class PostgresConsensus implements Consensus {
     return this.#dialect.engine;
   }
 
-  async #tableExists(): Promise<boolean> {
-    const { rows } = await this.#run("look up the table", this.#table, TABLE_EXISTS, [
+  async #tableShape(): Promise<readonly (readonly SqlValue[])[]> {
+    const { rows } = await this.#setupRun("look up the table", TABLE_SHAPE, [
       this.#schema,
       this.#table,
     ]);
-    return rows[0]?.[0] !== 0n;
+    return rows;
+  }
+
+  // Runs a read during open: it changes nothing, so any failure is
+  // determinate, and it reads as the user's action on the server they named.
+  async #setupRun(
+    what: string,
+    statement: SqlStatement,
+    params: readonly SqlValue[],
+  ): Promise<SqlResult> {
+    try {
+      return await this.#run(what, "", statement, params);
+    } catch (error) {
+      if (!(error instanceof ConsensusError)) throw error;
+      const cause = error.cause instanceof Error ? error.cause.message : error.message;
+      throw this.#refuse(cause, error.code, error);
+    }
+  }
+
+  #refuse(reason: string, code?: string, cause?: unknown): ConsensusError {
+    const on = this.#target && ` on ${this.#target}`;
+    const state = code === undefined ? "" : ` (SQLSTATE ${code})`;
+    return new ConsensusError(
+      `Cannot open consensus store${on}: ${reason}${state}; nothing was changed`,
+      { determinate: true, code, cause },
+    );
   }
 
   async #createTable(): Promise<void> {
@@ -250,7 +343,7 @@ export class PostgresConsensus implements Consensus {
       // catalog, or 42P07). The table exists either way.
       if (
         error instanceof ConsensusError && (error.code === "23505" || error.code === "42P07") &&
-        await this.#tableExists()
+        (await this.#tableShape()).length > 0
       ) return;
       throw error;
     }
@@ -284,9 +377,13 @@ export class PostgresConsensus implements Consensus {
   }
 
   /** {@inheritDoc Consensus.head} */
-  async head(key: string): Promise<VersionedData | undefined> {
+  head(key: string): Promise<VersionedData | undefined> {
     this.#checkOpen("read head");
     checkKey("read head", key);
+    return this.#track(this.#head(key));
+  }
+
+  async #head(key: string): Promise<VersionedData | undefined> {
     // Reads of one key invoked in the same turn of the event loop share one
     // statement, sent once that turn's microtasks have run: it starts after
     // every one of their invocations, so its answer is a linearizable answer
@@ -302,9 +399,16 @@ export class PostgresConsensus implements Consensus {
       this.#headBatches.delete(key);
       const { rows } = await this.#run("read head", key, this.#dialect.head, [key]);
       const row = rows[0];
-      if (row === undefined) return undefined;
+      // The floor follows this read even down: what the server just said
+      // is a lower bound for the future (heads only grow), and a floor
+      // above it could only come from rows changed outside the library,
+      // which one read must be enough to heal.
+      if (row === undefined) {
+        this.#floors.delete(key);
+        return undefined;
+      }
       const seqno = row[0] as bigint;
-      this.#raiseFloor(key, seqno);
+      this.#setFloor(key, seqno);
       return { seqno, data: row[1] as Uint8Array };
     });
     this.#headBatches.set(key, read);
@@ -312,10 +416,17 @@ export class PostgresConsensus implements Consensus {
   }
 
   /** {@inheritDoc Consensus.compareAndSet} */
-  async compareAndSet(key: string, next: VersionedData): Promise<CasResult> {
+  compareAndSet(key: string, next: VersionedData): Promise<CasResult> {
     this.#checkOpen("compareAndSet");
     checkKey("compareAndSet", key);
     checkVersion("compareAndSet", next);
+    // The bytes as they are now: the driver serialises them later, after
+    // the caller may have reused the array.
+    return this.#track(this.#compareAndSet(key, next.seqno, next.data.slice()));
+  }
+
+  async #compareAndSet(key: string, seqno: bigint, data: Uint8Array): Promise<CasResult> {
+    const next = { seqno, data };
     const deadline = Date.now() + this.#timeoutMs;
     // A compare-and-set for the same key and seqno already in flight from
     // this store: wait for it. If it commits, this one is a sure mismatch
@@ -351,12 +462,16 @@ export class PostgresConsensus implements Consensus {
   }
 
   /** {@inheritDoc Consensus.scan} */
-  async scan(key: string, from: bigint, limit?: number): Promise<VersionedData[]> {
+  scan(key: string, from: bigint, limit?: number): Promise<VersionedData[]> {
     this.#checkOpen("scan");
     checkKey("scan", key);
     checkSeqno("scan", "from", from);
     checkLimit("scan", limit);
-    if (limit === 0) return [];
+    if (limit === 0) return Promise.resolve([]);
+    return this.#track(this.#scan(key, from, limit));
+  }
+
+  async #scan(key: string, from: bigint, limit: number | undefined): Promise<VersionedData[]> {
     const bound = limit === undefined ? MAX_SEQNO : BigInt(limit);
     const { rows } = await this.#run("scan", key, this.#dialect.scan, [key, from, bound]);
     const versions = new Array<VersionedData>(rows.length);
@@ -367,10 +482,14 @@ export class PostgresConsensus implements Consensus {
   }
 
   /** {@inheritDoc Consensus.truncate} */
-  async truncate(key: string, seqno: bigint): Promise<number> {
+  truncate(key: string, seqno: bigint): Promise<number> {
     this.#checkOpen("truncate");
     checkKey("truncate", key);
     checkSeqno("truncate", "seqno", seqno);
+    return this.#track(this.#truncate(key, seqno));
+  }
+
+  async #truncate(key: string, seqno: bigint): Promise<number> {
     const { rows } = await this.#run("truncate", key, this.#dialect.truncate, [key, seqno]);
     const head = rows[0]?.[0] as bigint | null | undefined;
     if (head === null || head === undefined) {
@@ -400,10 +519,10 @@ export class PostgresConsensus implements Consensus {
     let last = false;
     const next = async (): Promise<IteratorResult<string>> => {
       this.#checkOpen("list keys");
-      const page = await this.#run("list keys", after, this.#dialect.listKeys, [
+      const page = await this.#track(this.#run("list keys", after, this.#dialect.listKeys, [
         after,
         this.#pageSize,
-      ]);
+      ]));
       rows = page.rows;
       index = 0;
       last = BigInt(rows.length) < this.#pageSize;
@@ -423,10 +542,15 @@ export class PostgresConsensus implements Consensus {
   }
 
   /** {@inheritDoc Consensus.close} */
-  async close(): Promise<void> {
-    if (this.#closed) return;
-    this.#closed = true;
-    await this.#executor.close();
+  close(): Promise<void> {
+    // Operations invoked before this call finish with their real results;
+    // later ones are refused (#checkOpen); every call gets the same promise.
+    this.#closing ??= (async () => {
+      this.#closed = true;
+      if (this.#active > 0) await new Promise<void>((resolve) => this.#drained = resolve);
+      await this.#executor.close();
+    })();
+    return this.#closing;
   }
 
   /** Closes the store; `await using` calls it. */
@@ -437,13 +561,25 @@ export class PostgresConsensus implements Consensus {
   #raiseFloor(key: string, seqno: bigint): void {
     const floor = this.#floors.get(key);
     if (floor !== undefined && floor >= seqno) return;
+    this.#setFloor(key, seqno);
+  }
+
+  #setFloor(key: string, seqno: bigint): void {
     // Re-inserting moves the key to the end: the map evicts in least
-    // recently raised order.
-    if (floor !== undefined) this.#floors.delete(key);
-    else if (this.#floors.size >= MAX_FLOORS) {
+    // recently set order.
+    if (this.#floors.delete(key) === false && this.#floors.size >= MAX_FLOORS) {
       this.#floors.delete(this.#floors.keys().next().value!);
     }
     this.#floors.set(key, seqno);
+  }
+
+  async #track<T>(operation: Promise<T>): Promise<T> {
+    this.#active++;
+    try {
+      return await operation;
+    } finally {
+      if (--this.#active === 0 && this.#drained !== undefined) this.#drained();
+    }
   }
 
   #checkOpen(op: string): void {
@@ -529,6 +665,24 @@ function describeFailure(
   return redactSecrets(
     `${op}${key && ` ${JSON.stringify(key)}`} failed and ${outcome}: ${cause}${state}`,
   );
+}
+
+// Says what is wrong with a table's shape, or undefined when it fits.
+function shapeProblem(rows: readonly (readonly SqlValue[])[]): string | undefined {
+  const columns = new Map(rows.map((row) => [row[0] as string, row]));
+  for (const [name, type] of REQUIRED_COLUMNS) {
+    const column = columns.get(name);
+    if (column === undefined) return `has no column ${name}`;
+    if (column[1] !== type) return `has column ${name} of type ${column[1]}, not ${type}`;
+  }
+  const key = rows.filter((row) => (row[2] as bigint) > 0n)
+    .sort((a, b) => Number((a[2] as bigint) - (b[2] as bigint)))
+    .map((row) => row[0] as string);
+  if (key.length === 0) return "has no primary key";
+  if (key.join() !== "shard,sequence_number") {
+    return `has PRIMARY KEY (${key.join(", ")}), not (shard, sequence_number)`;
+  }
+  return undefined;
 }
 
 function positiveInteger(name: string, value: unknown): number {

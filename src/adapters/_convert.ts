@@ -102,3 +102,37 @@ export function onAbort(signal: AbortSignalLike | undefined, cancel: () => unkno
   signal.addEventListener("abort", listener, { once: true });
   return () => signal.removeEventListener("abort", listener);
 }
+
+/**
+ * The `target` of an executor, from a driver's parsed connection options:
+ * `postgres://user@host:port/database`, never the password.
+ */
+export function describeTarget(options: unknown): string | undefined {
+  if (typeof options !== "object" || options === null) return undefined;
+  const { host, port, user, username, database, connectionString } = options as Record<
+    string,
+    unknown
+  >;
+  if (host === undefined && typeof connectionString === "string") {
+    try {
+      const url = new URL(connectionString);
+      url.password = "";
+      url.search = "";
+      return url.toString();
+    } catch {
+      return undefined;
+    }
+  }
+  const hosts = Array.isArray(host) ? host : host === undefined ? [] : [host];
+  const ports = Array.isArray(port) ? port : port === undefined ? [] : [port];
+  if (hosts.length === 0) return undefined;
+  const where = hosts.map((h, i) => {
+    const name = String(h);
+    const shown = name.includes(":") && !name.startsWith("/") ? `[${name}]` : name;
+    const p = ports[i] ?? ports[0];
+    return p === undefined ? shown : `${shown}:${p}`;
+  }).join(",");
+  const who = user ?? username;
+  const db = database === undefined ? "" : `/${String(database)}`;
+  return `postgres://${who === undefined ? "" : `${String(who)}@`}${where}${db}`;
+}

@@ -11,7 +11,14 @@ import {
   type SqlStatement,
   type SqlValue,
 } from "../executor.ts";
-import { abandoned, convertRows, messageOf, SOCKET_CODES, SQLSTATE } from "./_convert.ts";
+import {
+  abandoned,
+  convertRows,
+  describeTarget,
+  messageOf,
+  SOCKET_CODES,
+  SQLSTATE,
+} from "./_convert.ts";
 
 /**
  * The subset of node-postgres' `Pool` the adapter uses, written here so that
@@ -36,6 +43,8 @@ export interface NodePostgresPool {
   query(text: string, values?: unknown[]): Promise<unknown>;
   /** Closes every client and the pool. */
   end(): Promise<void>;
+  /** The pool's connection options; host, port, user and database name the target in errors. */
+  readonly options?: object;
 }
 
 /** The subset of node-postgres' `PoolClient` the adapter uses. *
@@ -160,6 +169,7 @@ export function fromNodePostgres(
 ): SqlExecutor {
   const owned = options.owned ?? false;
   return {
+    target: describeTarget(pool.options),
     async query(
       statement: SqlStatement,
       params: readonly SqlValue[],

@@ -12,7 +12,7 @@ import {
   type SqlStatement,
   type SqlValue,
 } from "../executor.ts";
-import { convertRows, onAbort, SOCKET_CODES, SQLSTATE } from "./_convert.ts";
+import { convertRows, describeTarget, onAbort, SOCKET_CODES, SQLSTATE } from "./_convert.ts";
 
 /**
  * The subset of a `postgres()` instance the adapter uses, written here so
@@ -133,6 +133,7 @@ export function fromPostgresJs(
   // is the way to bound them on the server.
   const cancellable = (sql.options as { max_pipeline?: unknown } | undefined)?.max_pipeline === 0;
   return {
+    target: describeTarget(sql.options),
     async query(
       statement: SqlStatement,
       params: readonly SqlValue[],
