@@ -18,7 +18,10 @@ export interface UpdateOptions {
  * What {@linkcode update} did.
  */
 export interface UpdateResult {
-  /** The version written, or the head `fn` declined to change. */
+  /**
+   * The version written, or the head `fn` declined to change: never older
+   * than a version committed before {@linkcode update} was called.
+   */
   readonly version: VersionedData | undefined;
   /** Whether a version was written (`false` when `fn` returned `undefined`). */
   readonly committed: boolean;
@@ -83,7 +86,16 @@ function stateOf(store: Consensus, key: string): KeyState {
  * Writers in other processes are handled by compare-and-set: a stale start
  * is a mismatch, then a fresh read.
  *
- * `fn` may run more than once (once per attempt) and must not have side
+ * A decline is checked the same way: when `fn` returns `undefined` for a
+ * head that was not read during this call, `update()` reads the head and, if
+ * it has moved, calls `fn` again on the new one. So when nothing is written,
+ * the version `fn` last declined, which is the version returned, is never
+ * older than a version committed (by any process, this one included) before
+ * `update()` was called. A decline on a remembered head costs that read; a
+ * write from it does not.
+ *
+ * `fn` may run more than once (once per attempt, and once more when it
+ * declined a remembered head that turned out stale) and must not have side
  * effects beyond computing the payload; it may return `undefined` to write
  * nothing. The bytes it returns must not be changed afterwards.
  *
@@ -91,7 +103,7 @@ function stateOf(store: Consensus, key: string): KeyState {
  * @param key The key to update.
  * @param fn Computes the next payload from the current head (`undefined` when the key is empty).
  * @param options Attempt limit.
- * @returns The version written (or left), whether one was written, and the attempts made.
+ * @returns The version written, or the head `fn` declined (no older than any committed before the call), whether one was written, and the attempts made.
  * @throws {TypeError | RangeError} When the key or `fn`'s result is invalid (nothing written).
  * @throws {ConsensusError} When the store failed, or the update lost `maxAttempts` races in a row (determinate).
  *
@@ -141,24 +153,39 @@ async function attempt(
 ): Promise<UpdateResult> {
   for (let attempts = 0; attempts < maxAttempts;) {
     let current: VersionedData | undefined;
-    try {
-      // Starting from the remembered head saves a round trip, but it also
-      // lets a process that keeps winning keep the key: its next
-      // compare-and-set is on the wire a read ahead of every other
-      // process's. Reading afresh every UNREAD_LIMIT updates opens that
-      // window, so writers elsewhere get their turn instead of starving.
-      if (state.known && state.unread < UNREAD_LIMIT) {
-        current = state.head;
-        state.unread++;
-      } else {
-        current = await store.head(key);
-        state.unread = 0;
-      }
-    } catch (error) {
-      state.known = false;
-      throw error;
+    // Whether `current` came from a read sent during this call.
+    let fresh = false;
+    // Starting from the remembered head saves a round trip, but it also
+    // lets a process that keeps winning keep the key: its next
+    // compare-and-set is on the wire a read ahead of every other
+    // process's. Reading afresh every UNREAD_LIMIT updates opens that
+    // window, so writers elsewhere get their turn instead of starving.
+    if (state.known && state.unread < UNREAD_LIMIT) {
+      current = state.head;
+      state.unread++;
+    } else {
+      current = await readHead(store, key, state);
+      fresh = true;
     }
-    const data = await fn(current);
+    let data = await fn(current);
+    // A decline must hand back a version no older than any committed, by
+    // any process, before update() was called. A remembered head cannot
+    // promise that, not even one inherited from the update queued ahead of
+    // this one in this process: that update read its head, or had its
+    // compare-and-set take effect, possibly before this call, and another
+    // process may have committed in between. A read sent during this call
+    // can: by linearizability it returns a version no older than any
+    // committed before it was sent, hence before the call; if it shows the
+    // remembered head unchanged, that head was current then too. A write
+    // needs no such read: compare-and-set rejects one from a stale head,
+    // and the retry reads afresh.
+    if (data === undefined && !fresh) {
+      const head = await readHead(store, key, state);
+      if (head?.seqno !== current?.seqno) {
+        current = head;
+        data = await fn(current);
+      }
+    }
     if (data === undefined) {
       state.head = current;
       state.known = true;
@@ -184,4 +211,19 @@ async function attempt(
     `update ${JSON.stringify(key)} lost ${maxAttempts} compare-and-sets in a row and wrote nothing`,
     { determinate: true },
   );
+}
+
+async function readHead(
+  store: Consensus,
+  key: string,
+  state: KeyState,
+): Promise<VersionedData | undefined> {
+  try {
+    const head = await store.head(key);
+    state.unread = 0;
+    return head;
+  } catch (error) {
+    state.known = false;
+    throw error;
+  }
 }

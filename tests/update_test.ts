@@ -1,5 +1,14 @@
 import { assert, assertEquals, assertInstanceOf, assertRejects } from "@std/assert";
-import { ConsensusError, MemoryConsensus, PostgresConsensus, update } from "../mod.ts";
+import {
+  type CasResult,
+  type Consensus,
+  ConsensusError,
+  MemoryConsensus,
+  PostgresConsensus,
+  update,
+  type UpdateResult,
+  type VersionedData,
+} from "../mod.ts";
 import { fromPostgresJs } from "../src/adapters/postgres_js.ts";
 import { dialectFor, quoteIdentifier } from "../src/dialect.ts";
 import { connect, dbTest } from "./_db.ts";
@@ -30,6 +39,119 @@ Deno.test("update: rejects bad options and bad payloads before writing", async (
   assertEquals(await store.head("k"), undefined);
   // The queue survives a failed update.
   assertEquals((await update(store, "k", counter)).committed, true);
+});
+
+/**
+ * One process's view of a store it shares with others: update() remembers
+ * heads per store object, so two of these over one MemoryConsensus behave
+ * like two processes over one database.
+ */
+class Process implements Consensus {
+  reads = 0;
+  /** Runs once a compare-and-set has taken effect, before its caller hears of it. */
+  afterCompareAndSet: (() => Promise<void>) | undefined;
+  constructor(readonly shared: Consensus) {}
+  head(key: string): Promise<VersionedData | undefined> {
+    this.reads++;
+    return this.shared.head(key);
+  }
+  async compareAndSet(key: string, next: VersionedData): Promise<CasResult> {
+    const outcome = await this.shared.compareAndSet(key, next);
+    await this.afterCompareAndSet?.();
+    return outcome;
+  }
+  scan(key: string, from: bigint, limit?: number): Promise<VersionedData[]> {
+    return this.shared.scan(key, from, limit);
+  }
+  truncate(key: string, seqno: bigint): Promise<number> {
+    return this.shared.truncate(key, seqno);
+  }
+  listKeys(): AsyncIterable<string> {
+    return this.shared.listKeys();
+  }
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}
+
+const text = (s: string) => new TextEncoder().encode(s);
+const show = (v: VersionedData | undefined) =>
+  v === undefined ? "none" : `${v.seqno}:${new TextDecoder().decode(v.data)}`;
+
+Deno.test("update: a declining fn is handed the head another process wrote, every time", async () => {
+  const shared = new MemoryConsensus();
+  const a = new Process(shared);
+  const b = new Process(shared);
+  await update(a, "lock", () => text("locked"));
+  await update(b, "lock", () => text("free"));
+  // A only looks (its fn would take over an "expired" lock, never here): a
+  // remembered "locked" handed back would tell A that it still holds a lock
+  // that B has freed.
+  const seen: string[] = [];
+  for (let call = 0; call < 12; call++) {
+    let last: VersionedData | undefined;
+    const result = await update(a, "lock", (current) => {
+      last = current;
+      return show(current).endsWith(":expired") ? text("locked") : undefined;
+    });
+    assertEquals(result.committed, false);
+    seen.push(`call ${call}: handed ${show(last)}, returned ${show(result.version)}`);
+  }
+  assertEquals(seen, seen.map((_, call) => `call ${call}: handed 1:free, returned 1:free`));
+});
+
+Deno.test("update: a process does not decline on its own stale write when the key moved on", async () => {
+  const shared = new MemoryConsensus();
+  const a = new Process(shared);
+  const b = new Process(shared);
+  const acquire = (current: VersionedData | undefined) =>
+    current === undefined || show(current).endsWith(":free") ? text("locked") : undefined;
+  assertEquals((await update(a, "lock", acquire)).committed, true);
+  await update(b, "lock", () => text("free"));
+  // Declining on the remembered "locked" would report the lock taken while it is free.
+  const again = await update(a, "lock", acquire);
+  assertEquals(
+    { committed: again.committed, version: show(again.version) },
+    { committed: true, version: "2:locked" },
+  );
+});
+
+Deno.test("update: an update queued in this process still sees what others committed before it was called", async () => {
+  const shared = new MemoryConsensus();
+  const a = new Process(shared);
+  const b = new Process(shared);
+  // A's first update commits "locked"; before it returns, B commits "free"
+  // and only then is A's second update called. It queues behind the first
+  // and inherits "locked", which is older than "free".
+  let second: Promise<UpdateResult> | undefined;
+  let handed: VersionedData | undefined;
+  a.afterCompareAndSet = async () => {
+    a.afterCompareAndSet = undefined;
+    await update(b, "lock", () => text("free"));
+    second = update(a, "lock", (current) => {
+      handed = current;
+      return undefined;
+    });
+  };
+  assertEquals((await update(a, "lock", () => text("locked"))).committed, true);
+  const result = await second!;
+  assertEquals(
+    { handed: show(handed), returned: show(result.version) },
+    { handed: "1:free", returned: "1:free" },
+  );
+});
+
+Deno.test("update: a write from the remembered head still takes no read", async () => {
+  const shared = new MemoryConsensus();
+  const a = new Process(shared);
+  await update(a, "k", counter);
+  assertEquals(a.reads, 1);
+  for (let i = 0; i < 5; i++) assertEquals((await update(a, "k", counter)).attempts, 1);
+  assertEquals(a.reads, 1, "the five updates after the first started from the head it wrote");
+  assertEquals(show(await shared.head("k")), "5:6");
 });
 
 async function table(name: string) {
