@@ -1,10 +1,15 @@
 // The short torture campaign: the recorded workload against a throwaway
 // Postgres of its own (the restart faults need to own the server), every
 // fault kind injected, the history checked for linearizability, and
-// acknowledged writes checked after crashes. `deno task torture` runs the
-// long version.
+// acknowledged writes checked after crashes; then a short fresh-key storm at
+// each isolation level. `deno task torture` runs the long version.
 import { assert, assertEquals } from "@std/assert";
-import { formatReport, runCampaign } from "../torture/campaign.ts";
+import {
+  formatReport,
+  runCampaign,
+  STORM_VARIANTS,
+  stormVariantName,
+} from "../torture/campaign.ts";
 import { FAULT_KINDS } from "../torture/faults.ts";
 
 Deno.test({
@@ -18,6 +23,7 @@ Deno.test({
       roundMs: 25_000,
       clients: 16,
       maxOpsPerRound: 30_000,
+      stormShare: 0,
       log: () => {},
     });
     console.log(formatReport(report, "tests/torture_test.ts (short campaign)"));
@@ -30,5 +36,41 @@ Deno.test({
     for (const kind of FAULT_KINDS) assert(report.faults[kind] > 0, `no ${kind} fault injected`);
     assert(report.outcomes.unknown > 0, "no fault produced an unknown outcome");
     assert(report.writesVerified > 0, "no acknowledged write was verified after a crash");
+  },
+});
+
+Deno.test({
+  name: "torture: fresh-key storm at each isolation level, no double commit",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    // 3 s per variant that opens: Postgres' statements at the three levels
+    // and CockroachDB's at SERIALIZABLE; CockroachDB's at the other two must
+    // refuse to open, which takes no workload time.
+    const report = await runCampaign({
+      durationMs: 12_000,
+      stormShare: 1,
+      stormRoundMs: 3_000,
+      log: () => {},
+    });
+    console.log(formatReport(report, "tests/torture_test.ts (short storm)"));
+    for (const failure of report.failures) console.log(`FAILURE: ${failure}`);
+    assertEquals(report.doubleCommits, 0, "double commits");
+    assertEquals(report.violations, 0, "linearizability violations");
+    assertEquals(report.writesLost, 0, "acknowledged writes lost");
+    assertEquals(report.undecided, 0, "keys the checker could not decide");
+    assertEquals(report.unexpectedErrors, 0, "errors other than ConsensusError/RangeError");
+    for (const variant of STORM_VARIANTS) {
+      const name = stormVariantName(variant);
+      const figures = report.storm.find((f) => stormVariantName(f.variant) === name);
+      assert(figures !== undefined, `no storm round for ${name}`);
+      if (variant.engine === "cockroach" && variant.isolation !== "serializable") {
+        assertEquals(figures.rounds, 0, `${name} opened; it must be refused at open`);
+        assert(figures.refusedAtOpen > 0, `${name} was not refused at open`);
+      } else {
+        assert(figures.rounds > 0, `${name} did not run`);
+        assert(figures.firstWrites >= 1_000, `${name}: only ${figures.firstWrites} first writes`);
+      }
+    }
   },
 });

@@ -10,6 +10,17 @@
  * a pool whose connections set `statement_timeout`; and a two-connection
  * pool that the pool-exhaustion fault fills (short store timeout).
  *
+ * A share of the rounds are fresh-key storms instead (`torture/storm.ts`):
+ * no faults, four stores on four pools whose connections all run at one
+ * isolation level (`default_transaction_isolation`, a startup parameter),
+ * racing first writes on a new key every few milliseconds under truncation.
+ * They cycle through Postgres' statements at READ COMMITTED, REPEATABLE
+ * READ and SERIALIZABLE, then CockroachDB's statements (`mode:
+ * "cockroach"`) at the same three; a store that refuses to open at a level
+ * is reported as "refused at open".
+ * Besides the checker's verdict, each storm round counts double commits:
+ * a (key, seqno) acknowledged as committed to two different writes.
+ *
  * @module
  */
 import postgres from "postgres";
@@ -20,6 +31,7 @@ import { checkHistory, describeEntries } from "./checker.ts";
 import { FAULT_KINDS, type FaultKind, runFaults } from "./faults.ts";
 import { type Entry, History, parseHistory, payloadText, serializeHistory } from "./history.ts";
 import { ChaosProxy, type ProxyStats } from "./proxy.ts";
+import { findDoubleCommits, runStorm } from "./storm.ts";
 import { runWorkload } from "./workload.ts";
 
 /** Options for {@linkcode runCampaign}. */
@@ -60,12 +72,83 @@ export interface CampaignOptions {
    * @default {["deno"]}
    */
   runtimes?: readonly ("deno" | "bun")[];
+  /**
+   * The share of rounds that are fresh-key storms (0 to 1): with 0.25,
+   * every fourth round.
+   *
+   * @default {0.25}
+   */
+  stormShare?: number;
+  /** Workload time per storm round. @default {20_000} */
+  stormRoundMs?: number;
+  /** Operations per storm round at most. @default {1_500_000} */
+  stormMaxOps?: number;
+  /** Storm variants, cycled through. @default {STORM_VARIANTS} */
+  stormVariants?: readonly StormVariant[];
+}
+
+/** An isolation level, as `default_transaction_isolation` spells it. */
+export type Isolation = "read committed" | "repeatable read" | "serializable";
+
+/** Whose statements a storm round's stores run, and at which isolation level. */
+export interface StormVariant {
+  /** The store's `mode`. */
+  readonly engine: "postgres" | "cockroach";
+  readonly isolation: Isolation;
+}
+
+/**
+ * The storm variants, in the order rounds cycle through them: Postgres'
+ * statements at each level, then CockroachDB's, which assume SERIALIZABLE
+ * and whose store may refuse to open at the other levels (taking no time).
+ */
+export const STORM_VARIANTS: readonly StormVariant[] = [
+  { engine: "postgres", isolation: "read committed" },
+  { engine: "postgres", isolation: "repeatable read" },
+  { engine: "postgres", isolation: "serializable" },
+  { engine: "cockroach", isolation: "read committed" },
+  { engine: "cockroach", isolation: "repeatable read" },
+  { engine: "cockroach", isolation: "serializable" },
+];
+
+/** A storm variant's name in reports, e.g. `postgres statements, read committed`. */
+export function stormVariantName(variant: StormVariant): string {
+  return `${variant.engine} statements, ${variant.isolation}`;
+}
+
+/** What the storm rounds of one variant found. */
+export interface StormFigures {
+  readonly variant: StormVariant;
+  /** Rounds whose stores opened and ran. */
+  rounds: number;
+  /** Rounds whose stores refused to open at this isolation level. */
+  refusedAtOpen: number;
+  /** The refusal, as the store said it (the last one). */
+  refusal?: string;
+  workloadMs: number;
+  ops: number;
+  /** Keys written to. */
+  keys: number;
+  /** Compare-and-sets that opened a key for their writer (blind or after a read). */
+  firstWrites: number;
+  /** Of those, blind compare-and-sets of seqno 0. */
+  blindFirstWrites: number;
+  /** Determinate failures (serialization failures past the store's retries). */
+  failed: number;
+  /** (key, seqno) pairs acknowledged as committed to two different writes (must be 0). */
+  doubleCommits: number;
+  /** The first few keys with a double commit. */
+  doubleCommitKeys: string[];
+  /** Keys whose history is not linearizable (must be 0). */
+  violations: number;
+  /** Acknowledged commits missing or changed (must be 0). */
+  writesLost: number;
 }
 
 /** The figures a campaign reports. */
 export interface CampaignReport {
   rounds: number;
-  /** Rounds per runtime. */
+  /** Rounds per runtime (`storm` for fresh-key storm rounds). */
   roundsByRuntime: Record<string, number>;
   workloadMs: number;
   opsRecorded: number;
@@ -90,9 +173,17 @@ export interface CampaignReport {
   /** Wrong things that are not violations (a driver that never answered). */
   anomalies: string[];
   failures: string[];
+  /** Storm rounds' figures, per variant that had a round. */
+  storm: StormFigures[];
+  /** Double commits in storm rounds, all variants (must be 0). */
+  doubleCommits: number;
 }
 
 const APPLICATION_NAME = "torture";
+// A backstop on the number of rounds, whatever their durations.
+const MAX_ROUNDS = 10_000;
+// Histories saved per round, for the first keys with a violation.
+const MAX_SAVED_PER_ROUND = 10;
 const ADMIN_APPLICATION_NAME = "torture-admin";
 
 /** Runs the campaign and returns its figures. */
@@ -120,7 +211,16 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRep
     settings: { fsync: "?", synchronousCommit: "?" },
     anomalies: [],
     failures: [],
+    storm: [],
+    doubleCommits: 0,
   };
+  const stormShare = options.stormShare ?? 0.25;
+  if (!(stormShare >= 0 && stormShare <= 1)) {
+    throw new RangeError(
+      `Cannot run the campaign: stormShare must be in [0, 1], got ${stormShare}`,
+    );
+  }
+  const variants = options.stormVariants ?? STORM_VARIANTS;
   const server = await startThrowawayPostgres({ log: (line) => log(`[server] ${line}`) });
   // A driver's stray rejected promise (porsager's cancel() connection
   // reset during a fault, which the adapters discard with `void`) would end
@@ -149,12 +249,31 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRep
       const [fsync] = await admin.unsafe("SHOW fsync");
       const [sync] = await admin.unsafe("SHOW synchronous_commit");
       report.settings = { fsync: fsync.fsync, synchronousCommit: sync.synchronous_commit };
-      while (report.workloadMs < options.durationMs) {
-        const keys = keysCycle[report.rounds % keysCycle.length];
+      let faultRounds = 0;
+      let stormRounds = 0;
+      // Bounded in count too: a storm round refused at open takes no time.
+      for (let i = 0; report.workloadMs < options.durationMs && i < MAX_ROUNDS; i++) {
+        const remaining = options.durationMs - report.workloadMs;
+        if (Math.floor((i + 1) * stormShare) > Math.floor(i * stormShare)) {
+          const variant = variants[stormRounds++ % variants.length];
+          await runStormRound(server, admin, report, {
+            round: report.rounds,
+            variant,
+            ms: Math.min(options.stormRoundMs ?? 20_000, remaining),
+            maxOps: options.stormMaxOps ?? 1_500_000,
+            log,
+            saveDir: options.saveDir ?? ".tmp",
+          });
+          report.rounds++;
+          report.roundsByRuntime.storm = (report.roundsByRuntime.storm ?? 0) + 1;
+          continue;
+        }
+        const keys = keysCycle[faultRounds % keysCycle.length];
         const runtimes = options.runtimes ?? ["deno"];
         // Cycle keys fastest, then runtimes, so each runtime sees each key count.
-        const runtime = runtimes[Math.floor(report.rounds / keysCycle.length) % runtimes.length];
-        const ms = Math.min(roundMs, options.durationMs - report.workloadMs);
+        const runtime = runtimes[Math.floor(faultRounds / keysCycle.length) % runtimes.length];
+        faultRounds++;
+        const ms = Math.min(roundMs, remaining);
         await runRound(server, admin, report, {
           round: report.rounds,
           keys,
@@ -307,7 +426,160 @@ async function runRound(
   addDurability(report, final);
   for (const store of stores) await store.close().catch(() => {});
 
-  for (const entry of history.entries) {
+  const result = await checkRound(report, history.entries, round, options.saveDir);
+  const counts = Object.entries(roundFaults).map(([k, v]) => `${k} ${v}`).join(", ");
+  log(
+    `round ${round}: ${history.entries.length} ops, ${
+      history.entries.filter((e) => e.outcome.type === "unknown").length
+    } unknown; faults: ${counts}; check ${result.status} in ${result.elapsedMs.toFixed(0)} ms`,
+  );
+  await admin.unsafe(`DROP TABLE IF EXISTS ${quoted}`).catch(() => {});
+}
+
+interface StormRoundOptions {
+  round: number;
+  variant: StormVariant;
+  ms: number;
+  maxOps: number;
+  log: (line: string) => void;
+  saveDir: string;
+}
+
+// Stores, and writers per store, in a storm round: four pools stand for four
+// processes racing each other.
+const STORM_STORES = 4;
+const STORM_WRITERS = 4;
+
+async function runStormRound(
+  server: ThrowawayPostgres,
+  admin: postgres.Sql,
+  report: CampaignReport,
+  options: StormRoundOptions,
+): Promise<void> {
+  const { round, variant, log } = options;
+  const name = stormVariantName(variant);
+  let figures = report.storm.find((f) => stormVariantName(f.variant) === name);
+  if (figures === undefined) {
+    report.storm.push(
+      figures = {
+        variant,
+        rounds: 0,
+        refusedAtOpen: 0,
+        workloadMs: 0,
+        ops: 0,
+        keys: 0,
+        firstWrites: 0,
+        blindFirstWrites: 0,
+        failed: 0,
+        doubleCommits: 0,
+        doubleCommitKeys: [],
+        violations: 0,
+        writesLost: 0,
+      },
+    );
+  }
+  const table = `torture_${round}`;
+  const quoted = `"${table}"`;
+  // The table is created with Postgres' statements: CockroachDB's CREATE
+  // TABLE carries a storage parameter Postgres does not know.
+  const creator = await PostgresConsensus.open(fromPostgresJs(admin), { table, mode: "postgres" });
+  await creator.close();
+  const pools = Array.from({ length: STORM_STORES }, () =>
+    postgres(server.url, {
+      max: STORM_WRITERS + 1,
+      onnotice: () => {},
+      connect_timeout: 5,
+      max_pipeline: 0,
+      connection: {
+        application_name: APPLICATION_NAME,
+        default_transaction_isolation: variant.isolation,
+      },
+    } as postgres.Options<Record<string, never>>));
+  const stores: PostgresConsensus[] = [];
+  try {
+    for (const sql of pools) {
+      const [row] = await sql.unsafe("SHOW transaction_isolation");
+      if (row.transaction_isolation !== variant.isolation) {
+        throw new Error(
+          `Storm round ${round}: asked for ${variant.isolation}, the session runs at ${row.transaction_isolation}`,
+        );
+      }
+    }
+    for (const sql of pools) {
+      const executor = fromPostgresJs(sql, { owned: true });
+      try {
+        stores.push(
+          await PostgresConsensus.open(executor, { table, mode: variant.engine, create: false }),
+        );
+      } catch (error) {
+        // Postgres' statements must open at every level; CockroachDB's may
+        // refuse any level but SERIALIZABLE, which they assume.
+        if (variant.engine === "postgres" || variant.isolation === "serializable") throw error;
+        figures.refusedAtOpen++;
+        figures.refusal = error instanceof Error ? error.message : String(error);
+        log(`round ${round} (storm, ${name}): refused at open: ${figures.refusal}`);
+        return;
+      }
+    }
+    log(
+      `round ${round} (storm, ${name}): ${STORM_STORES} stores x ${STORM_WRITERS} writers + ` +
+        `1 truncator each, a new key every 4 ms, ${(options.ms / 1000).toFixed(0)} s`,
+    );
+    const storm = await runStorm(stores, {
+      writersPerStore: STORM_WRITERS,
+      operations: options.maxOps,
+      durationMs: options.ms,
+    });
+    const entries = storm.history.entries;
+    report.workloadMs += storm.elapsedMs;
+    const found = await verifyDurable(admin, quoted, entries.filter(isAcknowledgedCommit), log);
+    addDurability(report, found);
+    const doubles = findDoubleCommits(entries);
+    const result = await checkRound(report, entries, round, options.saveDir);
+
+    figures.rounds++;
+    figures.workloadMs += storm.elapsedMs;
+    figures.ops += entries.length;
+    figures.keys += storm.keys;
+    figures.firstWrites += storm.firstWrites;
+    figures.blindFirstWrites += storm.blindFirstWrites;
+    figures.failed += entries.filter((e) => e.outcome.type === "fail").length;
+    figures.doubleCommits += doubles.length;
+    for (const double of doubles) {
+      if (figures.doubleCommitKeys.length < 5) figures.doubleCommitKeys.push(double.key);
+    }
+    figures.violations += result.violations;
+    figures.writesLost += found.lost;
+    report.doubleCommits += doubles.length;
+    for (const double of doubles.slice(0, 5)) {
+      report.failures.push(
+        `round ${round} (storm, ${name}): double commit of ${double.key} seqno ${double.seqno}: ` +
+          `acknowledged to ${double.payloads.map((p) => JSON.stringify(p)).join(" and ")}`,
+      );
+    }
+    log(
+      `round ${round} (storm, ${name}): ${entries.length} ops, ${storm.keys} keys, ` +
+        `${storm.firstWrites} first writes, ${doubles.length} double commits, ` +
+        `${result.violations} violations; check ${result.status} in ${
+          result.elapsedMs.toFixed(0)
+        } ms`,
+    );
+  } finally {
+    for (const store of stores) await store.close().catch(() => {});
+    await Promise.all(pools.map((sql) => sql.end({ timeout: 1 }).catch(() => {})));
+    await admin.unsafe(`DROP TABLE IF EXISTS ${quoted}`).catch(() => {});
+  }
+}
+
+// Tallies a round's outcomes into the report, checks its history, and saves
+// the histories of the first few keys with a violation or no verdict.
+async function checkRound(
+  report: CampaignReport,
+  entries: readonly Entry[],
+  round: number,
+  saveDir: string,
+): Promise<{ status: string; elapsedMs: number; violations: number }> {
+  for (const entry of entries) {
     report.outcomes[entry.outcome.type]++;
     if (entry.outcome.type === "unknown" && entry.outcome.message.startsWith("unexpected")) {
       report.unexpectedErrors++;
@@ -316,46 +588,40 @@ async function runRound(
       }
     }
   }
-  report.opsRecorded += history.entries.length;
+  report.opsRecorded += entries.length;
 
-  const result = checkHistory(history.entries, { timeoutMs: 120_000 });
+  const result = checkHistory(entries, { timeoutMs: 120_000 });
   report.checkMs += result.elapsedMs;
+  let violations = 0;
+  let saved = 0;
+  const save = async (what: string, key: string) => {
+    if (saved++ >= MAX_SAVED_PER_ROUND) return "not saved: enough saved for this round";
+    const file = `${saveDir}/torture-${what}-round${round}-${key}.json`;
+    await Deno.mkdir(saveDir, { recursive: true });
+    await Deno.writeTextFile(file, serializeHistory(entries.filter((e) => e.key === key)));
+    return `history saved to ${file}`;
+  };
   for (const verdict of result.keys) {
     if (verdict.status === "ok") report.opsChecked += verdict.ops;
     if (verdict.status === "violation") {
       report.violations++;
-      const file = `${options.saveDir}/torture-violation-round${round}-${verdict.key}.json`;
-      await Deno.mkdir(options.saveDir, { recursive: true });
-      await Deno.writeTextFile(
-        file,
-        serializeHistory(history.entries.filter((e) => e.key === verdict.key)),
-      );
+      violations++;
+      const saving = await save("violation", verdict.key);
       report.failures.push(
         `round ${round}, key ${verdict.key}: ${verdict.reason}\n${
           describeEntries(verdict.witness ?? [])
-        }\n(history saved to ${file})`,
+        }\n(${saving})`,
       );
     }
     if (verdict.status === "unknown") {
       report.undecided++;
-      const file = `${options.saveDir}/torture-undecided-round${round}-${verdict.key}.json`;
-      await Deno.mkdir(options.saveDir, { recursive: true });
-      await Deno.writeTextFile(
-        file,
-        serializeHistory(history.entries.filter((e) => e.key === verdict.key)),
-      );
+      const saving = await save("undecided", verdict.key);
       report.failures.push(
-        `round ${round}, key ${verdict.key}: undecided: ${verdict.reason} (history saved to ${file})`,
+        `round ${round}, key ${verdict.key}: undecided: ${verdict.reason} (${saving})`,
       );
     }
   }
-  const counts = Object.entries(roundFaults).map(([k, v]) => `${k} ${v}`).join(", ");
-  log(
-    `round ${round}: ${history.entries.length} ops, ${
-      history.entries.filter((e) => e.outcome.type === "unknown").length
-    } unknown; faults: ${counts}; check ${result.status} in ${result.elapsedMs.toFixed(0)} ms`,
-  );
-  await admin.unsafe(`DROP TABLE IF EXISTS ${quoted}`).catch(() => {});
+  return { status: result.status, elapsedMs: result.elapsedMs, violations };
 }
 
 // Runs the workload in a `bun` child on Bun.SQL and reads back its history.
@@ -414,7 +680,8 @@ function addDurability(report: CampaignReport, found: Durability): void {
 // retries (the admin pool's connections died with the server), and checks
 // each acknowledged write: present with its payload, or below the key's
 // lowest version (truncated). Heads are never deleted, so an acknowledged
-// seqno above the head is lost.
+// seqno above the head is lost. Rows below seqno 0 are the store's own
+// (a key's never-deleted marker), not versions: they are left out.
 async function verifyDurable(
   admin: postgres.Sql,
   table: string,
@@ -424,7 +691,9 @@ async function verifyDurable(
   let rows: postgres.RowList<postgres.Row[]> | undefined;
   for (let attempt = 1; rows === undefined; attempt++) {
     try {
-      rows = await admin.unsafe(`SELECT shard, sequence_number, data FROM ${table}`);
+      rows = await admin.unsafe(
+        `SELECT shard, sequence_number, data FROM ${table} WHERE sequence_number >= 0`,
+      );
     } catch (error) {
       if (attempt >= 20) throw error;
       await new Promise((resolve) => setTimeout(resolve, 100));
@@ -484,11 +753,43 @@ export function formatReport(report: CampaignReport, command: string): string {
     `anomalies:             ${report.anomalies.length}${
       report.anomalies.map((a) => `\n  ${a}`).join("")
     }`,
+    ...formatStorm(report.storm),
   ].join("\n");
 }
 
-/** Whether the campaign passed: no violation, loss, undecided key or unexpected error. */
+// One block per storm variant.
+function formatStorm(storm: readonly StormFigures[]): string[] {
+  if (storm.length === 0) return [];
+  const lines = [
+    `storm:                 ${STORM_STORES} stores x ${STORM_WRITERS} writers + 1 truncator each, ` +
+    `a new key every 4 ms, no faults`,
+  ];
+  for (const f of storm) {
+    lines.push(`  ${stormVariantName(f.variant)}:`);
+    if (f.refusedAtOpen > 0) {
+      lines.push(`    refused at open:     ${f.refusedAtOpen} round(s): ${f.refusal}`);
+    }
+    if (f.rounds === 0) continue;
+    lines.push(
+      `    rounds:              ${f.rounds} (${(f.workloadMs / 1000).toFixed(0)} s), ${f.ops} ops`,
+      `    keys:                ${f.keys}`,
+      `    first writes:        ${f.firstWrites} (${f.blindFirstWrites} blind)`,
+      `    failed (determinate): ${f.failed}`,
+      `    double commits:      ${f.doubleCommits}${
+        f.doubleCommitKeys.length > 0 ? ` (keys ${f.doubleCommitKeys.join(", ")})` : ""
+      }`,
+      `    violations:          ${f.violations}`,
+      `    acknowledged lost:   ${f.writesLost}`,
+    );
+  }
+  return lines;
+}
+
+/**
+ * Whether the campaign passed: no violation, double commit, loss, undecided
+ * key or unexpected error.
+ */
 export function passed(report: CampaignReport): boolean {
   return report.violations === 0 && report.writesLost === 0 && report.undecided === 0 &&
-    report.unexpectedErrors === 0;
+    report.unexpectedErrors === 0 && report.doubleCommits === 0;
 }

@@ -1,48 +1,100 @@
 /**
  * `deno task torture`: runs the torture campaign and prints its figures;
- * exits 1 on any violation, lost write, undecided key or unexpected error.
- *
- * Flags: `--duration <seconds>` of workload in total (default 600),
- * `--round <seconds>` per round (default 60), `--clients <n>` (default 16),
- * `--max-ops <n>` per round (default 60000), `--pipeline` to let porsager
- * pipeline (its default; reproduces the result mix-up in
- * `torture/porsager_cancel_repro.ts`), `--bun` to alternate Deno/porsager
- * rounds with Bun/Bun.SQL rounds.
+ * exits 1 on any violation, double commit, lost write, undecided key or
+ * unexpected error, 2 on a bad flag. `deno task torture --help` lists the
+ * flags.
  *
  * @module
  */
 import { parseArgs } from "node:util";
 import { formatReport, passed, runCampaign } from "./campaign.ts";
 
-const { values } = parseArgs({
-  args: Deno.args,
-  options: {
-    duration: { type: "string", default: "600" },
-    round: { type: "string", default: "60" },
-    clients: { type: "string", default: "16" },
-    "max-ops": { type: "string", default: "60000" },
-    pipeline: { type: "boolean", default: false },
-    bun: { type: "boolean", default: false },
-  },
-});
-const seconds = (name: string, text: string) => {
+const USAGE = `Usage: deno task torture [flags]
+
+Runs the torture campaign against a throwaway Postgres of its own: fault
+rounds (the recorded workload under kills, restarts, timeouts, a chaos proxy)
+and fresh-key storm rounds (4 stores x 4 writers + 1 truncator each racing
+first writes on a new key every 4 ms, no faults), cycling through Postgres'
+statements, then CockroachDB's statements (mode "cockroach"), each at READ
+COMMITTED, REPEATABLE READ and SERIALIZABLE (a store that refuses to open at
+a level is reported as "refused at open"). Exits 1 on any violation, double
+commit, lost write, undecided key or unexpected error.
+
+Flags:
+  --duration <s>       workload time in total, all rounds (default 600)
+  --round <s>          workload time per fault round (default 60)
+  --clients <n>        clients per fault round, at least 16 (default 16)
+  --max-ops <n>        operations per fault round at most (default 60000)
+  --pipeline           let porsager pipeline (reproduces the result mix-up in
+                       torture/porsager_cancel_repro.ts)
+  --bun                alternate Deno/porsager fault rounds with Bun/Bun.SQL ones
+  --storm <share>      share of rounds that are storms, 0 to 1 (default 0.25;
+                       1: storms only, 0: none)
+  --storm-round <s>    workload time per storm round (default 20)
+  --storm-max-ops <n>  operations per storm round at most (default 1500000)
+  -h, --help           print this and exit
+`;
+
+let values;
+try {
+  ({ values } = parseArgs({
+    args: Deno.args,
+    strict: true,
+    allowPositionals: false,
+    options: {
+      duration: { type: "string", default: "600" },
+      round: { type: "string", default: "60" },
+      clients: { type: "string", default: "16" },
+      "max-ops": { type: "string", default: "60000" },
+      pipeline: { type: "boolean", default: false },
+      bun: { type: "boolean", default: false },
+      storm: { type: "string", default: "0.25" },
+      "storm-round": { type: "string", default: "20" },
+      "storm-max-ops": { type: "string", default: "1500000" },
+      help: { type: "boolean", short: "h", default: false },
+    },
+  }));
+} catch (error) {
+  usageError(error instanceof Error ? error.message : String(error));
+}
+if (values.help) {
+  console.log(USAGE);
+  Deno.exit(0);
+}
+
+const positive = (name: string, text: string) => {
   const value = Number(text);
-  if (!(value > 0)) throw new RangeError(`--${name} must be a positive number, got ${text}`);
+  if (!(value > 0)) usageError(`--${name} must be a positive number, got ${JSON.stringify(text)}`);
   return value;
 };
+const share = Number(values.storm);
+if (!(share >= 0 && share <= 1)) {
+  usageError(`--storm must be a number from 0 to 1, got ${JSON.stringify(values.storm)}`);
+}
 
-const report = await runCampaign({
-  durationMs: seconds("duration", values.duration) * 1000,
-  roundMs: seconds("round", values.round) * 1000,
-  clients: seconds("clients", values.clients),
-  maxOpsPerRound: seconds("max-ops", values["max-ops"]),
+const options = {
+  durationMs: positive("duration", values.duration) * 1000,
+  roundMs: positive("round", values.round) * 1000,
+  clients: positive("clients", values.clients),
+  maxOpsPerRound: positive("max-ops", values["max-ops"]),
   pipeline: values.pipeline,
-  runtimes: values.bun ? ["deno", "bun"] : ["deno"],
-});
+  runtimes: values.bun ? ["deno", "bun"] as const : ["deno"] as const,
+  stormShare: share,
+  stormRoundMs: positive("storm-round", values["storm-round"]) * 1000,
+  stormMaxOps: positive("storm-max-ops", values["storm-max-ops"]),
+};
+const report = await runCampaign(options);
 const command = `deno task torture --duration ${values.duration} --round ${values.round} ` +
   `--clients ${values.clients} --max-ops ${values["max-ops"]}${
     values.pipeline ? " --pipeline" : ""
-  }${values.bun ? " --bun" : ""}`;
+  }${values.bun ? " --bun" : ""} --storm ${values.storm} --storm-round ${
+    values["storm-round"]
+  } --storm-max-ops ${values["storm-max-ops"]}`;
 console.log(formatReport(report, command));
 for (const failure of report.failures) console.log(`FAILURE: ${failure}`);
 Deno.exit(passed(report) ? 0 : 1);
+
+function usageError(message: string): never {
+  console.error(`deno task torture: ${message}\n\n${USAGE}`);
+  Deno.exit(2);
+}
