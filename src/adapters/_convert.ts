@@ -114,14 +114,13 @@ export function describeTarget(options: unknown): string | undefined {
     unknown
   >;
   if (host === undefined && typeof connectionString === "string") {
-    try {
-      const url = new URL(connectionString);
-      url.password = "";
-      url.search = "";
-      return url.toString();
-    } catch {
-      return undefined;
-    }
+    // The URL without its password (up to the last "@" of the authority)
+    // and without its query, where other secrets may sit.
+    const match = /^([a-z][a-z0-9+.-]*:\/\/)(?:([^:@/?#]*)(?::[^/?#]*)?@)?([^?#]*)/i.exec(
+      connectionString,
+    );
+    if (match === null) return undefined;
+    return `${match[1]}${match[2] === undefined ? "" : `${match[2]}@`}${match[3]}`;
   }
   const hosts = Array.isArray(host) ? host : host === undefined ? [] : [host];
   const ports = Array.isArray(port) ? port : port === undefined ? [] : [port];
