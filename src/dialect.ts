@@ -85,9 +85,6 @@ function fnv1a(text: string): string {
   return (hash >>> 0).toString(16).padStart(8, "0");
 }
 
-/** Sequence number of the first-write marker row of the Postgres statements. */
-export const MARKER_SEQNO = -1n;
-
 // Reads see one snapshot; head and scan need nothing more. Under READ
 // COMMITTED each statement takes a snapshot after every commit acknowledged
 // before it started, and under REPEATABLE READ and SERIALIZABLE so does the
