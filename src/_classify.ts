@@ -30,6 +30,7 @@ const DETERMINATE_CLASSES = new Set([
   "3F", // invalid schema name
   "42", // syntax error or access rule violation (missing table, no privilege)
   "0A", // feature not supported
+  "55", // object not in prerequisite state (lock not available, deferrable key in ON CONFLICT)
   "53", // insufficient resources (no connection slots, out of memory)
   "54", // program limit exceeded
 ]);

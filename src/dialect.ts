@@ -39,6 +39,8 @@ import { utf8ByteLength } from "./_runtime.ts";
 export interface Dialect {
   /** `"postgres"` or `"cockroach"`. */
   readonly engine: Engine;
+  /** The quoted, possibly schema-qualified, table name the statements use. */
+  readonly table: string;
   /** Creates the table if it is missing. */
   readonly createTable: string;
   /** Engine-specific tuning after creation; each may fail for want of privilege. */
@@ -257,6 +259,7 @@ export function dialectFor(engine: Engine, table: string): Dialect {
   const casNext = cockroach ? CAS_NEXT_COCKROACH : CAS_NEXT_POSTGRES;
   return {
     engine,
+    table,
     createTable: cockroach ? CREATE_COCKROACH(table) : CREATE_POSTGRES(table),
     tune: cockroach ? TUNE_COCKROACH(table) : [],
     dropTable: `DROP TABLE IF EXISTS ${table}`,

@@ -92,21 +92,31 @@ const PROBE: SqlStatement = {
   columns: ["text", "text"],
 };
 
-// The table's columns, with their type and their position in the primary
-// key (0 when not in it). pg_catalog rather than information_schema, whose
-// constraint views hide the key from a role that may only read.
+// The table, resolved by the same rules as the statements' own (unqualified)
+// name, through to_regclass: schema and name, then per column its type, its
+// position in the primary key (0 when not in it), whether an insert must
+// give it a value, whether its collation is deterministic (to_jsonb, so a
+// catalog without collisdeterministic reads as deterministic), and per
+// table the unique indexes besides an immediate primary key. pg_catalog
+// rather than information_schema, whose constraint views hide the key from a
+// role that may only read.
 const TABLE_SHAPE: SqlStatement = {
   name: "persist_consensus_table_shape",
-  text: "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod)::text, " +
+  text: "SELECT n.nspname::text, c.relname::text, a.attname::text, " +
+    "format_type(a.atttypid, a.atttypmod)::text, " +
     "coalesce((SELECT k.position FROM pg_catalog.pg_index i, " +
     "unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, position) " +
-    "WHERE i.indrelid = c.oid AND i.indisprimary AND k.attnum = a.attnum), 0)::int8 " +
+    "WHERE i.indrelid = c.oid AND i.indisprimary AND k.attnum = a.attnum), 0)::int8, " +
+    "(a.attnotnull AND NOT a.atthasdef)::text, " +
+    "coalesce((SELECT to_jsonb(co) ->> 'collisdeterministic' FROM pg_catalog.pg_collation co " +
+    "WHERE co.oid = a.attcollation), 'true'), " +
+    "(SELECT count(*) FROM pg_catalog.pg_index i WHERE i.indrelid = c.oid AND i.indisunique " +
+    "AND NOT (i.indisprimary AND i.indimmediate))::int8 " +
     "FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace " +
     "JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped " +
-    "WHERE n.nspname = coalesce(nullif($1::text, ''), current_schema()) AND c.relname = $2::text " +
-    "AND c.relkind IN ('r', 'p') ORDER BY a.attnum",
-  params: ["text", "text"],
-  columns: ["text", "text", "int8"],
+    "WHERE c.oid = to_regclass($1::text) AND c.relkind IN ('r', 'p') ORDER BY a.attnum",
+  params: ["text"],
+  columns: ["text", "text", "text", "text", "int8", "text", "text", "int8"],
 };
 
 const REQUIRED_COLUMNS = [["shard", "text"], ["sequence_number", "bigint"], ["data", "bytea"]];
@@ -116,8 +126,6 @@ interface Settings {
   maxAttempts: number;
   pageSize: number;
   warn: (message: string) => void;
-  schema: string;
-  table: string;
   target: string;
 }
 
@@ -150,8 +158,6 @@ export class PostgresConsensus implements Consensus {
   readonly #maxAttempts: number;
   readonly #pageSize: bigint;
   readonly #warn: (message: string) => void;
-  readonly #schema: string;
-  readonly #table: string;
   readonly #target: string;
   readonly #deadlines = new Deadlines();
   // A lower bound on each recently used key's head: the highest seqno this
@@ -182,8 +188,6 @@ export class PostgresConsensus implements Consensus {
     this.#maxAttempts = settings.maxAttempts;
     this.#pageSize = BigInt(settings.pageSize);
     this.#warn = settings.warn;
-    this.#schema = settings.schema;
-    this.#table = settings.table;
     this.#target = settings.target;
   }
 
@@ -249,8 +253,6 @@ export class PostgresConsensus implements Consensus {
       maxAttempts,
       pageSize,
       warn,
-      schema: options.schema ?? "",
-      table: tableName,
       target,
     };
 
@@ -277,23 +279,41 @@ export class PostgresConsensus implements Consensus {
           (server === "postgres" ? ', or open it with mode "auto" on Postgres' : ""),
       );
     }
-    const store = new PostgresConsensus(executor, dialectFor(engine, quoted), settings);
-    let shape = await store.#tableShape();
+    if (engine === "cockroach" && server === "postgres") {
+      warn(
+        "@persist/consensus: running the CockroachDB statements on Postgres, which is for " +
+          "testing them: they are linearizable only while every writer of the table runs them " +
+          "at SERIALIZABLE (a writer with the Postgres statements, or below SERIALIZABLE, breaks " +
+          'that); use mode "auto" in production',
+      );
+    }
+    const unresolved = new PostgresConsensus(executor, dialectFor(engine, quoted), settings);
+    let shape = await unresolved.#tableShape(quoted);
     if (shape.length === 0) {
       if (!(options.create ?? true)) {
-        throw store.#refuse(`table ${quoted} does not exist (and create is false)`, "42P01");
+        throw unresolved.#refuse(`table ${quoted} does not exist (and create is false)`, "42P01");
       }
-      await store.#createTable();
-      shape = await store.#tableShape();
+      await unresolved.#createTable();
+      shape = await unresolved.#tableShape(quoted);
+      if (shape.length === 0) {
+        throw unresolved.#refuse(`${quoted} exists but is not a table`, "42809");
+      }
     }
     const problem = shapeProblem(shape);
     if (problem !== undefined) {
-      throw store.#refuse(
+      throw unresolved.#refuse(
         `table ${quoted} ${problem}; the store needs (shard text, sequence_number bigint, ` +
-          `data bytea, PRIMARY KEY (shard, sequence_number))`,
+          `data bytea, PRIMARY KEY (shard, sequence_number)) and no other unique index`,
       );
     }
-    return store;
+    // From here on the statements name the table that was checked, schema
+    // and all, so a search_path that changes later (a schema created ahead
+    // of it, a pooled connection set up differently) cannot move them to
+    // another table.
+    const resolved = `${quoteIdentifier(shape[0][0] as string, "schema")}.${
+      quoteIdentifier(shape[0][1] as string, "table")
+    }`;
+    return new PostgresConsensus(executor, dialectFor(engine, resolved), settings);
   }
 
   /** The engine whose statements this store runs. */
@@ -301,11 +321,8 @@ export class PostgresConsensus implements Consensus {
     return this.#dialect.engine;
   }
 
-  async #tableShape(): Promise<readonly (readonly SqlValue[])[]> {
-    const { rows } = await this.#setupRun("look up the table", TABLE_SHAPE, [
-      this.#schema,
-      this.#table,
-    ]);
+  async #tableShape(quoted: string): Promise<readonly (readonly SqlValue[])[]> {
+    const { rows } = await this.#setupRun("look up the table", TABLE_SHAPE, [quoted]);
     return rows;
   }
 
@@ -343,7 +360,7 @@ export class PostgresConsensus implements Consensus {
       // catalog, or 42P07). The table exists either way.
       if (
         error instanceof ConsensusError && (error.code === "23505" || error.code === "42P07") &&
-        (await this.#tableShape()).length > 0
+        (await this.#tableShape(this.#dialect.table)).length > 0
       ) return;
       throw error;
     }
@@ -377,10 +394,10 @@ export class PostgresConsensus implements Consensus {
   }
 
   /** {@inheritDoc Consensus.head} */
-  head(key: string): Promise<VersionedData | undefined> {
+  async head(key: string): Promise<VersionedData | undefined> {
     this.#checkOpen("read head");
     checkKey("read head", key);
-    return this.#track(this.#head(key));
+    return await this.#track(this.#head(key));
   }
 
   async #head(key: string): Promise<VersionedData | undefined> {
@@ -416,13 +433,13 @@ export class PostgresConsensus implements Consensus {
   }
 
   /** {@inheritDoc Consensus.compareAndSet} */
-  compareAndSet(key: string, next: VersionedData): Promise<CasResult> {
+  async compareAndSet(key: string, next: VersionedData): Promise<CasResult> {
     this.#checkOpen("compareAndSet");
     checkKey("compareAndSet", key);
     checkVersion("compareAndSet", next);
     // The bytes as they are now: the driver serialises them later, after
     // the caller may have reused the array.
-    return this.#track(this.#compareAndSet(key, next.seqno, next.data.slice()));
+    return await this.#track(this.#compareAndSet(key, next.seqno, next.data.slice()));
   }
 
   async #compareAndSet(key: string, seqno: bigint, data: Uint8Array): Promise<CasResult> {
@@ -462,13 +479,13 @@ export class PostgresConsensus implements Consensus {
   }
 
   /** {@inheritDoc Consensus.scan} */
-  scan(key: string, from: bigint, limit?: number): Promise<VersionedData[]> {
+  async scan(key: string, from: bigint, limit?: number): Promise<VersionedData[]> {
     this.#checkOpen("scan");
     checkKey("scan", key);
     checkSeqno("scan", "from", from);
     checkLimit("scan", limit);
-    if (limit === 0) return Promise.resolve([]);
-    return this.#track(this.#scan(key, from, limit));
+    if (limit === 0) return [];
+    return await this.#track(this.#scan(key, from, limit));
   }
 
   async #scan(key: string, from: bigint, limit: number | undefined): Promise<VersionedData[]> {
@@ -482,11 +499,11 @@ export class PostgresConsensus implements Consensus {
   }
 
   /** {@inheritDoc Consensus.truncate} */
-  truncate(key: string, seqno: bigint): Promise<number> {
+  async truncate(key: string, seqno: bigint): Promise<number> {
     this.#checkOpen("truncate");
     checkKey("truncate", key);
     checkSeqno("truncate", "seqno", seqno);
-    return this.#track(this.#truncate(key, seqno));
+    return await this.#track(this.#truncate(key, seqno));
   }
 
   async #truncate(key: string, seqno: bigint): Promise<number> {
@@ -668,20 +685,34 @@ function describeFailure(
 }
 
 // Says what is wrong with a table's shape, or undefined when it fits.
+// Each refusal is a table on which some statement would be wrong: without
+// that primary key two writers commit one seqno; with another unique index,
+// ON CONFLICT DO NOTHING turns its conflicts into false mismatches (every
+// marker has the same empty data); a deferrable key is not checked by
+// ON CONFLICT at all; a nondeterministic collation makes distinct keys one
+// log; a required column the statements do not fill fails every write.
 function shapeProblem(rows: readonly (readonly SqlValue[])[]): string | undefined {
-  const columns = new Map(rows.map((row) => [row[0] as string, row]));
+  const columns = new Map(rows.map((row) => [row[2] as string, row]));
   for (const [name, type] of REQUIRED_COLUMNS) {
     const column = columns.get(name);
     if (column === undefined) return `has no column ${name}`;
-    if (column[1] !== type) return `has column ${name} of type ${column[1]}, not ${type}`;
+    if (column[3] !== type) return `has column ${name} of type ${column[3]}, not ${type}`;
+    if (column[6] === "false") return `has column ${name} with a nondeterministic collation`;
   }
-  const key = rows.filter((row) => (row[2] as bigint) > 0n)
-    .sort((a, b) => Number((a[2] as bigint) - (b[2] as bigint)))
-    .map((row) => row[0] as string);
+  const key = rows.filter((row) => (row[4] as bigint) > 0n)
+    .sort((a, b) => Number((a[4] as bigint) - (b[4] as bigint)))
+    .map((row) => row[2] as string);
   if (key.length === 0) return "has no primary key";
   if (key.join() !== "shard,sequence_number") {
     return `has PRIMARY KEY (${key.join(", ")}), not (shard, sequence_number)`;
   }
+  if ((rows[0][7] as bigint) > 0n) {
+    return "has a unique index besides its primary key, or a deferrable primary key";
+  }
+  const extra = rows.find((row) =>
+    row[5] === "true" && !REQUIRED_COLUMNS.some(([name]) => name === row[2])
+  );
+  if (extra !== undefined) return `has column ${extra[2]}, NOT NULL without a default`;
   return undefined;
 }
 
