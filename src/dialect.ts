@@ -179,8 +179,11 @@ const CAS_FIRST_POSTGRES = (t: string) =>
 // transaction retry (CockroachDB internally, or 40001 to the core), and the
 // retry sees the row and inserts nothing. A truncate of version 0 needs a
 // version 1, which conflicts with the read just the same. A marker row left
-// by the Postgres statements counts as a version here, which is right: a
-// shard with a marker had a version.
+// by the Postgres statements counts as a version here (a shard with a
+// marker had a version). On a Postgres table these statements are safe only
+// while every writer of it runs them at SERIALIZABLE: this one writes no
+// marker, and Postgres' serializable checks do not cover a READ COMMITTED
+// writer of the Postgres statements (open warns when it runs them there).
 // Not used on Postgres below SERIALIZABLE: there the read is a snapshot and
 // the window of CAS_FIRST_POSTGRES is open.
 const CAS_FIRST_COCKROACH = (t: string) =>
