@@ -37,3 +37,12 @@ export function connect(options: ConnectOptions = {}) {
     ...options as postgres.Options<Record<string, never>>,
   });
 }
+
+/**
+ * The session settings a run of `mode`'s statements needs: the CockroachDB
+ * statements are correct only at SERIALIZABLE, and open refuses them at any
+ * other level; the Postgres statements run at the server's default.
+ */
+export function sessionFor(mode: "postgres" | "cockroach"): Record<string, string> {
+  return mode === "cockroach" ? { default_transaction_isolation: "serializable" } : {};
+}

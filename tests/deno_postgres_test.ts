@@ -1,8 +1,9 @@
 // The conformance suite on a real Postgres through deno-postgres
 // (jsr:@db/postgres 0.19), once with the Postgres statements and once with
 // the CockroachDB statements (created with the Postgres DDL and opened with
-// `create: false`, as in postgres_js_test.ts), then what is specific to this
-// driver: SQLSTATEs from `fields.code`, connection failures, exact int8, no
+// `create: false`, as in postgres_js_test.ts, on connections that start at
+// SERIALIZABLE, the only level open accepts them at), then what is specific
+// to this driver: SQLSTATEs from `fields.code`, connection failures, exact int8, no
 // leaked pool connection after a timeout, and TCP_NODELAY. Then the same
 // with `enableTcpNoDelay({ coalesce: true })`: the conformance suite, TLS
 // (a second throwaway server with `ssl=on`), and bytes the driver writes
@@ -12,7 +13,13 @@
 // The driver lives on JSR. It is imported dynamically from a specifier built
 // at run time, so this file type-checks and loads where JSR cannot be
 // reached; there every test here is reported as ignored, with the reason.
-import { assert, assertEquals, assertInstanceOf, assertRejects } from "@std/assert";
+import {
+  assert,
+  assertEquals,
+  assertInstanceOf,
+  assertRejects,
+  assertStringIncludes,
+} from "@std/assert";
 import { ConsensusError, PostgresConsensus, SqlError, type VersionedData } from "../mod.ts";
 import { type DenoPostgresPool, fromDenoPostgres } from "../src/adapters/deno_postgres.ts";
 import { dialectFor, quoteIdentifier } from "../src/dialect.ts";
@@ -92,7 +99,13 @@ for (const mode of ["postgres", "cockroach"] as const) {
     writers: 8,
     raceUntil: 150n,
     async open(initial?: ReadonlyMap<string, readonly VersionedData[]>) {
-      const pool = newPool(10);
+      // The driver reads startup options from the URL's `options` parameter.
+      const pool = newPool(
+        10,
+        mode === "cockroach"
+          ? withParam(DATABASE_URL!, "options", "-c default_transaction_isolation=serializable")
+          : DATABASE_URL!,
+      );
       await freshTable(pool, table);
       for (const [key, versions] of initial ?? []) {
         for (const { seqno, data } of versions) {
@@ -142,20 +155,21 @@ test("deno-postgres: a server error becomes a SqlError with its SQLSTATE", async
   }
 });
 
-test("deno-postgres: a missing table is reported with 42P01 and as not applied", async () => {
+test("deno-postgres: a missing table is reported with 42P01 at open, as not applied", async () => {
   const pool = newPool(1);
   await runRaw(pool, 'DROP TABLE IF EXISTS "deno_postgres_missing"');
-  const store = await PostgresConsensus.open(fromDenoPostgres(pool, { owned: true }), {
-    table: "deno_postgres_missing",
-    create: false,
-  });
-  try {
-    const error = await assertRejects(() => store.head("k"), ConsensusError) as ConsensusError;
-    assertEquals(error.code, "42P01");
-    assertEquals(error.determinate, true);
-  } finally {
-    await store.close();
-  }
+  const error = await assertRejects(
+    () =>
+      PostgresConsensus.open(fromDenoPostgres(pool, { owned: true }), {
+        table: "deno_postgres_missing",
+        create: false,
+      }),
+    ConsensusError,
+    '"deno_postgres_missing" does not exist',
+  ) as ConsensusError;
+  assertEquals(error.code, "42P01");
+  assertEquals(error.determinate, true);
+  assertStringIncludes(error.message, "nothing was changed");
 });
 
 test("deno-postgres: a refused connection is reported as lost", async () => {
@@ -170,14 +184,19 @@ test("deno-postgres: a refused connection is reported as lost", async () => {
   ) as SqlError;
   assertEquals(error.connectionLost, true);
   assertEquals(error.code, undefined);
-  // The store reports it as indeterminate, with the driver's error as cause.
+  // Open only reads before it serves, so it reports the failure as
+  // determinate (nothing was changed), with the store's error, and under it
+  // the driver's, as causes.
   const pool2 = newPool(1, `postgres://postgres@127.0.0.1:${port}/postgres?sslmode=disable`);
   const failure = await assertRejects(
     () => PostgresConsensus.open(fromDenoPostgres(pool2), { mode: "postgres", timeoutMs: 2_000 }),
     ConsensusError,
+    "Cannot open consensus store",
   ) as ConsensusError;
-  assertInstanceOf(failure.cause, SqlError);
-  assertEquals(failure.cause.connectionLost, true);
+  assertEquals(failure.determinate, true);
+  assertInstanceOf(failure.cause, ConsensusError);
+  assertInstanceOf(failure.cause.cause, SqlError);
+  assertEquals(failure.cause.cause.connectionLost, true);
 });
 
 test("deno-postgres: int8 above 2^53 round-trips exactly", async () => {

@@ -107,9 +107,17 @@ dbTest("hostile input: SQL and LIKE characters in keys are stored byte for byte"
     for (const key of keys) {
       assertEquals(await store.compareAndSet(key, { seqno: 0n, data: bytes(key) }), "committed");
     }
-    const stored = await admin`SELECT shard, data FROM hostile_keys ORDER BY shard COLLATE "C"`;
-    assertEquals(stored.map((r) => r.shard), [...keys].sort());
-    for (const row of stored) assertEquals(new Uint8Array(row.data), bytes(row.shard));
+    const stored = await admin`SELECT shard, sequence_number::int AS seqno, data FROM hostile_keys
+                               ORDER BY shard COLLATE "C", sequence_number`;
+    // Each first write stored version 0 and the key's first-write marker
+    // (seqno -1, empty), both under the key byte for byte, and nothing else.
+    const versions = stored.filter((r) => r.seqno === 0);
+    const markers = stored.filter((r) => r.seqno === -1);
+    assertEquals(stored.length, versions.length + markers.length, "only versions and markers");
+    assertEquals(versions.map((r) => r.shard), [...keys].sort());
+    for (const row of versions) assertEquals(new Uint8Array(row.data), bytes(row.shard));
+    assertEquals(markers.map((r) => r.shard), [...keys].sort());
+    for (const row of markers) assertEquals(new Uint8Array(row.data), new Uint8Array());
     const listed: string[] = [];
     for await (const key of store.listKeys()) listed.push(key);
     assertEquals(listed.sort(), [...keys].sort());

@@ -1,10 +1,17 @@
 // The conformance suite on a real Postgres through node-postgres (`pg`),
 // with the Postgres and the CockroachDB statements (see
-// postgres_js_test.ts for why the CockroachDB run uses the Postgres DDL),
+// postgres_js_test.ts for why the CockroachDB run uses the Postgres DDL, and
+// opens its connections at SERIALIZABLE),
 // and what is particular to this adapter: error normalisation, destroying a
 // broken client, exact int8.
 import pg from "pg";
-import { assert, assertEquals, assertInstanceOf, assertRejects } from "@std/assert";
+import {
+  assert,
+  assertEquals,
+  assertInstanceOf,
+  assertRejects,
+  assertStringIncludes,
+} from "@std/assert";
 import { ConsensusError, PostgresConsensus, SqlError, type VersionedData } from "../mod.ts";
 import { fromNodePostgres, type NodePostgresPool } from "../src/adapters/node_postgres.ts";
 import { dialectFor, quoteIdentifier } from "../src/dialect.ts";
@@ -16,6 +23,10 @@ import { DATABASE_URL, dbTest } from "./_db.ts";
 interface Pool extends NodePostgresPool {
   query(text: string, values?: unknown[]): Promise<{ rows: Record<string, number>[] }>;
   readonly totalCount: number;
+  /** Set once `end()` has closed every client. */
+  readonly ended: boolean;
+  /** Set as soon as `end()` is called. */
+  readonly ending: boolean;
 }
 const PgPool: new (config: Record<string, unknown>) => Pool = pg.Pool;
 
@@ -48,7 +59,11 @@ for (const mode of ["postgres", "cockroach"] as const) {
     writers: 8,
     raceUntil: 150n,
     async open(initial?: ReadonlyMap<string, readonly VersionedData[]>) {
-      const p = pool();
+      // The CockroachDB statements need SERIALIZABLE: as a startup option,
+      // every connection of the pool runs at it.
+      const p = pool(
+        mode === "cockroach" ? { options: "-c default_transaction_isolation=serializable" } : {},
+      );
       await seed(p, table, initial);
       return await PostgresConsensus.open(fromNodePostgres(p, { owned: true }), {
         mode,
@@ -102,30 +117,42 @@ dbTest("node-postgres: a duplicate key is SQLSTATE 23505, and the client survive
   }
 });
 
-dbTest("node-postgres: connection refused is connectionLost, indeterminate", async () => {
-  // A port that was free a moment ago: nothing listens there.
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  const p = new PgPool({
-    connectionString: `postgres://app:hunter2@127.0.0.1:${port}/app`,
-    connectionTimeoutMillis: 2000,
-  });
-  const executor = fromNodePostgres(p, { owned: true });
-  try {
-    const error = await assertRejects(() => executor.query(HEAD, ["k"]), SqlError) as SqlError;
-    assertEquals(error.connectionLost, true);
-    assertEquals(error.code, undefined);
-    const opened = await assertRejects(
-      () => PostgresConsensus.open(executor, { timeoutMs: 3000 }),
-      ConsensusError,
-    ) as ConsensusError;
-    assertEquals(opened.determinate, false);
-    assert(!opened.message.includes("hunter2"), opened.message);
-  } finally {
-    await executor.close();
-  }
-});
+dbTest(
+  "node-postgres: connection refused is connectionLost; open refuses it determinately and ends the owned pool",
+  async () => {
+    // A port that was free a moment ago: nothing listens there.
+    const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const port = (listener.addr as Deno.NetAddr).port;
+    listener.close();
+    const p = new PgPool({
+      connectionString: `postgres://app:hunter2@127.0.0.1:${port}/app`,
+      connectionTimeoutMillis: 2000,
+    });
+    const executor = fromNodePostgres(p, { owned: true });
+    try {
+      // A statement may or may not have reached the server: indeterminate.
+      const error = await assertRejects(() => executor.query(HEAD, ["k"]), SqlError) as SqlError;
+      assertEquals(error.connectionLost, true);
+      assertEquals(error.code, undefined);
+      // Open only reads before it serves, so its failure changed nothing.
+      const opened = await assertRejects(
+        () => PostgresConsensus.open(executor, { timeoutMs: 3000 }),
+        ConsensusError,
+        `Cannot open consensus store on postgres://app@127.0.0.1:${port}/app: `,
+      ) as ConsensusError;
+      assertEquals(opened.determinate, true);
+      assertStringIncludes(opened.message, "nothing was changed");
+      assertInstanceOf(opened.cause, ConsensusError);
+      assertInstanceOf(opened.cause.cause, SqlError);
+      assertEquals(opened.cause.cause.connectionLost, true);
+      assert(!opened.message.includes("hunter2"), opened.message);
+      // The failed open closed the executor it was handed, which owns the pool.
+      assert(p.ending, "the owned pool was ended");
+    } finally {
+      if (!p.ending) await executor.close();
+    }
+  },
+);
 
 dbTest("node-postgres: a terminated backend is destroyed, not returned to the pool", async () => {
   const p = pool({ max: 1 });

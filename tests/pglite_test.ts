@@ -1,8 +1,10 @@
 // The conformance suite on PGlite, Postgres in-process (WASM): needs no
 // server and no DATABASE_URL. One PGlite instance serves every case (its
-// start-up takes seconds); each case drops and recreates its table.
+// start-up takes seconds); each case drops and recreates its table. Its one
+// connection runs the CockroachDB statements at SERIALIZABLE (open refuses
+// them anywhere else) and everything else at the default, READ COMMITTED.
 import { PGlite } from "@electric-sql/pglite";
-import { assertEquals, assertRejects } from "@std/assert";
+import { assertEquals, assertRejects, assertStringIncludes } from "@std/assert";
 import { ConsensusError, PostgresConsensus, SqlError, type VersionedData } from "../mod.ts";
 import { fromPglite } from "../src/adapters/pglite.ts";
 import { dialectFor, quoteIdentifier } from "../src/dialect.ts";
@@ -10,6 +12,16 @@ import { runConformance } from "../src/testing/mod.ts";
 
 let shared: Promise<PGlite> | undefined;
 const database = () => shared ??= PGlite.create();
+
+// PGlite is one session: set its isolation level for the statements about
+// to run, rather than inherit it from the case before.
+async function sessionFor(db: PGlite, mode: "postgres" | "cockroach"): Promise<void> {
+  await db.query(
+    mode === "cockroach"
+      ? "SET default_transaction_isolation TO 'serializable'"
+      : "RESET default_transaction_isolation",
+  );
+}
 
 function pgliteTest(name: string, fn: () => Promise<void>): void {
   // PGlite keeps its WASM instance and timers alive between statements.
@@ -24,6 +36,7 @@ for (const mode of ["postgres", "cockroach"] as const) {
     raceUntil: 150n,
     async open(initial?: ReadonlyMap<string, readonly VersionedData[]>) {
       const db = await database();
+      await sessionFor(db, mode);
       await db.query(ddl.dropTable);
       await db.query(ddl.createTable);
       for (const [key, versions] of initial ?? []) {
@@ -47,6 +60,7 @@ for (const mode of ["postgres", "cockroach"] as const) {
 
 pgliteTest("pglite: opens with defaults, detects Postgres and creates the table", async () => {
   const db = await database();
+  await sessionFor(db, "postgres");
   await db.query("DROP TABLE IF EXISTS consensus");
   await using store = await PostgresConsensus.open(fromPglite(db));
   assertEquals(store.engine, "postgres");
@@ -77,16 +91,31 @@ pgliteTest("pglite: server errors carry their SQLSTATE", async () => {
   assertEquals(duplicate.code, "23505");
 });
 
-pgliteTest("pglite: a closed database is indeterminate, and owned closes it", async () => {
-  const db = await PGlite.create();
-  const store = await PostgresConsensus.open(fromPglite(db, { owned: true }));
-  await store.close();
-  const error = await assertRejects(
-    () => PostgresConsensus.open(fromPglite(db), { timeoutMs: 2000 }),
-    ConsensusError,
-  ) as ConsensusError;
-  assertEquals(error.determinate, false);
-});
+pgliteTest(
+  "pglite: a closed database is indeterminate to operations, refuses open, and owned closes it",
+  async () => {
+    const db = await PGlite.create();
+    const borrowed = await PostgresConsensus.open(fromPglite(db));
+    const store = await PostgresConsensus.open(fromPglite(db, { owned: true }));
+    await store.close();
+    assertEquals(db.closed, true, "closing the owning store closed the database");
+    // A write on a closed instance may have been cut off mid-way: indeterminate.
+    const error = await assertRejects(
+      () => borrowed.compareAndSet("k", { seqno: 0n, data: new Uint8Array([1]) }),
+      ConsensusError,
+      "may have taken effect",
+    ) as ConsensusError;
+    assertEquals(error.determinate, false);
+    // Open only reads before it serves: its failure changed nothing.
+    const refused = await assertRejects(
+      () => PostgresConsensus.open(fromPglite(db), { timeoutMs: 2000 }),
+      ConsensusError,
+      "Cannot open consensus store: ",
+    ) as ConsensusError;
+    assertEquals(refused.determinate, true);
+    assertStringIncludes(refused.message, "nothing was changed");
+  },
+);
 
 // Registered last: Deno runs a file's tests in order.
 pgliteTest("pglite: close the shared instance", async () => {

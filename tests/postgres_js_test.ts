@@ -3,13 +3,15 @@
 // CockroachDB DML is valid Postgres and runs here as it is; its CREATE TABLE
 // has a CockroachDB-only storage parameter, so for that run the table is
 // created with the Postgres DDL and opened with `create: false` (README,
-// "CockroachDB", says what only CockroachDB can confirm).
+// "CockroachDB", says what only CockroachDB can confirm). The CockroachDB
+// statements are correct only at SERIALIZABLE, so that run's connections
+// start at SERIALIZABLE (open refuses them anywhere else).
 import type { VersionedData } from "../mod.ts";
 import { PostgresConsensus } from "../mod.ts";
 import { fromPostgresJs } from "../src/adapters/postgres_js.ts";
 import { dialectFor, quoteIdentifier } from "../src/dialect.ts";
 import { runConformance } from "../src/testing/mod.ts";
-import { connect, dbTest } from "./_db.ts";
+import { connect, dbTest, sessionFor } from "./_db.ts";
 
 for (const mode of ["postgres", "cockroach"] as const) {
   const table = `conformance_postgres_js_${mode}`;
@@ -18,7 +20,7 @@ for (const mode of ["postgres", "cockroach"] as const) {
     writers: 8,
     raceUntil: 150n,
     async open(initial?: ReadonlyMap<string, readonly VersionedData[]>) {
-      const sql = connect();
+      const sql = connect({ connection: sessionFor(mode) });
       await sql.unsafe(postgresDdl.dropTable);
       await sql.unsafe(postgresDdl.createTable);
       for (const [key, versions] of initial ?? []) {

@@ -28,14 +28,26 @@ export function dbTest(name: string, fn: () => Promise<void>): void {
   test(name, fn, 60_000);
 }
 
-/** A Bun SQL pool on DATABASE_URL. */
-export function bunSql(max = 20): SQL {
-  return new SQL(DATABASE_URL!, { max });
+/**
+ * The session settings a run of `mode`'s statements needs: the CockroachDB
+ * statements are correct only at SERIALIZABLE, and open refuses them at any
+ * other level; the Postgres statements run at the server's default.
+ */
+export function sessionFor(mode: "postgres" | "cockroach"): Record<string, string> {
+  return mode === "cockroach" ? { default_transaction_isolation: "serializable" } : {};
 }
 
-/** A porsager pool on DATABASE_URL, quiet about notices. */
-export function porsager(max = 20): postgres.Sql {
-  return postgres(DATABASE_URL!, { max, onnotice: () => {} });
+/**
+ * A Bun SQL pool on DATABASE_URL; `connection` holds startup parameters,
+ * which Bun sends on every connection of the pool.
+ */
+export function bunSql(max = 20, connection: Record<string, string> = {}): SQL {
+  return new SQL(DATABASE_URL!, { max, connection });
+}
+
+/** A porsager pool on DATABASE_URL, quiet about notices; `connection` as for bunSql. */
+export function porsager(max = 20, connection: Record<string, string> = {}): postgres.Sql {
+  return postgres(DATABASE_URL!, { max, onnotice: () => {}, connection });
 }
 
 /**

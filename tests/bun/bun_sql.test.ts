@@ -1,12 +1,13 @@
 // The conformance suite under Bun through Bun's built-in SQL client, with
 // the Postgres and the CockroachDB statements (see tests/postgres_js_test.ts
-// for why the CockroachDB run uses the Postgres DDL), and what is particular
-// to this adapter.
+// for why the CockroachDB run uses the Postgres DDL; it runs on connections
+// that start at SERIALIZABLE, the only level open accepts those statements
+// at), and what is particular to this adapter.
 import { expect } from "bun:test";
 import { ConsensusError, PostgresConsensus, SqlError, type VersionedData } from "../../mod.ts";
 import { fromBunSql } from "../../src/adapters/bun_sql.ts";
 import { runConformance } from "../../src/testing/mod.ts";
-import { bunSql, dbTest, seedTable } from "./_db.ts";
+import { bunSql, dbTest, seedTable, sessionFor } from "./_db.ts";
 
 for (const mode of ["postgres", "cockroach"] as const) {
   const table = `conformance_bun_sql_${mode}`;
@@ -15,12 +16,15 @@ for (const mode of ["postgres", "cockroach"] as const) {
     raceUntil: 150n,
     async open(initial?: ReadonlyMap<string, readonly VersionedData[]>) {
       await seedTable(table, initial);
-      return await PostgresConsensus.open(fromBunSql(bunSql(), { owned: true }), {
-        mode,
-        table,
-        create: false,
-        listKeysPageSize: 7,
-      });
+      return await PostgresConsensus.open(
+        fromBunSql(bunSql(20, sessionFor(mode)), { owned: true }),
+        {
+          mode,
+          table,
+          create: false,
+          listKeysPageSize: 7,
+        },
+      );
     },
   });
 }
@@ -51,27 +55,57 @@ dbTest("bun-sql: server errors carry the SQLSTATE from errno", async () => {
   }
 });
 
-dbTest("bun-sql: connection refused is connectionLost, indeterminate", async () => {
-  const server = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
-  const port = server.port;
-  server.stop(true); // nothing listens there now
-  const { SQL } = await import("bun");
-  const sql = new SQL(`postgres://app:hunter2@127.0.0.1:${port}/app`, {
-    max: 1,
-    connectionTimeout: 2,
-  });
-  const executor = fromBunSql(sql, { owned: true });
-  try {
+dbTest(
+  "bun-sql: connection refused is connectionLost; open refuses it determinately and closes the owned client",
+  async () => {
+    const server = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+    const port = server.port;
+    server.stop(true); // nothing listens there now
+    const { SQL } = await import("bun");
+    const sql = new SQL(`postgres://app:hunter2@127.0.0.1:${port}/app`, {
+      max: 1,
+      connectionTimeout: 2,
+    });
+    const close = sql.close.bind(sql);
+    let closes = 0;
+    sql.close = (options?: { timeout?: number }) => {
+      closes++;
+      return close(options);
+    };
+    const executor = fromBunSql(sql, { owned: true });
+    // A statement may or may not have reached the server: the adapter says
+    // the connection was lost.
     const error = await executor.query(statement("r", "SELECT 1"), []).catch((e) => e);
     expect(error).toBeInstanceOf(SqlError);
     expect(error.connectionLost).toBe(true);
     expect(error.code).toBeUndefined();
+    // Open only reads before it serves: its failure changed nothing.
     const opened = await PostgresConsensus.open(executor, { timeoutMs: 3000 }).catch((e) => e);
     expect(opened).toBeInstanceOf(ConsensusError);
-    expect(opened.determinate).toBe(false);
+    expect(opened.determinate).toBe(true);
+    expect(opened.message).toStartWith("Cannot open consensus store");
+    expect(opened.message).toContain("nothing was changed");
     expect(opened.message).not.toContain("hunter2");
+    // The failed open closed the executor it was handed, which owns the client.
+    expect(closes).toBe(1);
+  },
+);
+
+dbTest("bun-sql: startup parameters in `connection` reach every pooled connection", async () => {
+  // The CockroachDB runs above rely on it: open checks one connection only.
+  const sql = bunSql(5, { default_transaction_isolation: "serializable" });
+  try {
+    const rows = await Promise.all(
+      Array.from({ length: 10 }, () =>
+        sql`SELECT pg_backend_pid() AS pid,
+                   current_setting('transaction_isolation') AS isolation
+            FROM pg_sleep(0.05)`),
+    );
+    const byBackend = new Map(rows.map(([row]) => [row.pid, row.isolation]));
+    expect(byBackend.size).toBe(5);
+    expect([...byBackend.values()]).toEqual(Array(5).fill("serializable"));
   } finally {
-    await executor.close();
+    await sql.close();
   }
 });
 

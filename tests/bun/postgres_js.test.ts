@@ -1,9 +1,11 @@
 // The conformance suite under Bun through porsager's `postgres` (resolved
-// from node_modules), with the Postgres and the CockroachDB statements.
+// from node_modules), with the Postgres and the CockroachDB statements (the
+// latter on connections that start at SERIALIZABLE, the only level open
+// accepts them at).
 import { PostgresConsensus, type VersionedData } from "../../mod.ts";
 import { fromPostgresJs } from "../../src/adapters/postgres_js.ts";
 import { runConformance } from "../../src/testing/mod.ts";
-import { dbTest, porsager, seedTable } from "./_db.ts";
+import { dbTest, porsager, seedTable, sessionFor } from "./_db.ts";
 
 for (const mode of ["postgres", "cockroach"] as const) {
   const table = `conformance_bun_postgres_js_${mode}`;
@@ -12,12 +14,15 @@ for (const mode of ["postgres", "cockroach"] as const) {
     raceUntil: 150n,
     async open(initial?: ReadonlyMap<string, readonly VersionedData[]>) {
       await seedTable(table, initial);
-      return await PostgresConsensus.open(fromPostgresJs(porsager(), { owned: true }), {
-        mode,
-        table,
-        create: false,
-        listKeysPageSize: 7,
-      });
+      return await PostgresConsensus.open(
+        fromPostgresJs(porsager(20, sessionFor(mode)), { owned: true }),
+        {
+          mode,
+          table,
+          create: false,
+          listKeysPageSize: 7,
+        },
+      );
     },
   });
 }
