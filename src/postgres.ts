@@ -293,7 +293,7 @@ export class PostgresConsensus implements Consensus {
       if (!(options.create ?? true)) {
         throw unresolved.#refuse(`table ${quoted} does not exist (and create is false)`, "42P01");
       }
-      await unresolved.#createTable();
+      await unresolved.#createTableAtOpen();
       shape = await unresolved.#tableShape(quoted);
       if (shape.length === 0) {
         throw unresolved.#refuse(`${quoted} exists but is not a table`, "42809");
@@ -337,7 +337,9 @@ export class PostgresConsensus implements Consensus {
       return await this.#run(what, "", statement, params);
     } catch (error) {
       if (!(error instanceof ConsensusError)) throw error;
-      const cause = error.cause instanceof Error ? error.cause.message : error.message;
+      const cause = error.cause instanceof Error
+        ? error.cause.message
+        : `${what} did not answer within ${this.#timeoutMs} ms`;
       throw this.#refuse(cause, error.code, error);
     }
   }
@@ -349,6 +351,25 @@ export class PostgresConsensus implements Consensus {
       `Cannot open consensus store${on}: ${reason}${state}; nothing was changed`,
       { determinate: true, code, cause },
     );
+  }
+
+  // Creating the table is open's one write: a failure that surely rolled
+  // back is refused like the reads; any other may have created it.
+  async #createTableAtOpen(): Promise<void> {
+    try {
+      await this.#createTable();
+    } catch (error) {
+      if (!(error instanceof ConsensusError)) throw error;
+      const cause = error.cause instanceof Error ? redactSecrets(error.cause.message) : "";
+      if (error.determinate) {
+        throw this.#refuse(`create the table failed: ${cause}`, error.code, error);
+      }
+      const on = this.#target && ` on ${this.#target}`;
+      throw new ConsensusError(
+        `Cannot open consensus store${on}: ${error.message}`,
+        { determinate: false, code: error.code, cause: error },
+      );
+    }
   }
 
   async #createTable(): Promise<void> {

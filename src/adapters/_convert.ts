@@ -109,10 +109,9 @@ export function onAbort(signal: AbortSignalLike | undefined, cancel: () => unkno
  */
 export function describeTarget(options: unknown): string | undefined {
   if (typeof options !== "object" || options === null) return undefined;
-  const { host, port, user, username, database, connectionString } = options as Record<
-    string,
-    unknown
-  >;
+  const fields = options as Record<string, unknown>;
+  const { port, user, username, database, connectionString } = fields;
+  const host = fields.host ?? fields.hostname;
   if (host === undefined && typeof connectionString === "string") {
     // The URL without its password (up to the last "@" of the authority)
     // and without its query, where other secrets may sit.

@@ -11,7 +11,14 @@ import {
   type SqlStatement,
   type SqlValue,
 } from "../executor.ts";
-import { abandoned, convertRows, messageOf, onAbort, SQLSTATE } from "./_convert.ts";
+import {
+  abandoned,
+  convertRows,
+  describeTarget,
+  messageOf,
+  onAbort,
+  SQLSTATE,
+} from "./_convert.ts";
 
 /**
  * The subset of a Bun `SQL` instance the adapter uses, written here so that
@@ -32,6 +39,8 @@ export interface BunSql {
   unsafe(query: string, params?: unknown[]): BunSqlQuery;
   /** Closes the pool, waiting up to `timeout` seconds for queries in flight. */
   close(options?: { timeout?: number }): Promise<void>;
+  /** The parsed options; hostname, port, username and database name the target in errors. */
+  readonly options?: object;
 }
 
 /** The subset of Bun's pending query the adapter uses. *
@@ -130,6 +139,7 @@ function normalise(error: unknown): SqlError {
 export function fromBunSql(sql: BunSql, options: FromBunSqlOptions = {}): SqlExecutor {
   const owned = options.owned ?? false;
   return {
+    target: describeTarget(sql.options),
     async query(
       statement: SqlStatement,
       params: readonly SqlValue[],
