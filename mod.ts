@@ -28,12 +28,14 @@ export { update, type UpdateFn, type UpdateOptions, type UpdateResult } from "./
 export type { Engine } from "./src/dialect.ts";
 export {
   type AbortSignalLike,
+  type ListenOptions,
   type QueryOptions,
   SqlError,
   type SqlErrorOptions,
   type SqlExecutor,
   type SqlResult,
   type SqlStatement,
+  type SqlSubscription,
   type SqlType,
   type SqlValue,
 } from "./src/executor.ts";

@@ -15,6 +15,12 @@
  */
 export type SqlType = "text" | "int8" | "bytea";
 
+// Statements that take many values at once (several keys in one commit, or
+// a batch of operations) take them as ONE "text" parameter holding JSON,
+// unpacked on the server with jsonb_to_recordset, bytes as hex. Every
+// driver binds text the same way, so no adapter needs array types, and the
+// executor contract stays three scalar types.
+
 /**
  * A value bound as a parameter or read from a result column. `null` is only
  * ever read (an aggregate over no rows), never bound.
@@ -171,11 +177,67 @@ export interface SqlExecutor {
   close(): Promise<void>;
 
   /**
+   * Optional: subscribes to a Postgres notification channel (LISTEN) on a
+   * connection of its own, so that `watch` is woken by commits instead of
+   * polling. Adapters whose driver cannot listen leave it out, and watchers
+   * poll.
+   *
+   * Contract: `onNotify` receives each payload sent on `channel` while the
+   * subscription is live, in the order the server delivered them. After the
+   * listening connection broke and was re-established, `onReconnect` is
+   * called: notifications sent in between are lost, and the caller must
+   * re-read what it watches. The promise resolves once the first LISTEN is
+   * in effect (a notification committed after that is delivered).
+   *
+   * @param channel The channel name, a plain identifier of at most 63 bytes.
+   * @param onNotify Called with each payload.
+   * @param options What to call after a reconnect.
+   * @returns The subscription; `close()` stops it (UNLISTEN and release).
+   * @throws {SqlError} When the first LISTEN failed.
+   */
+  listen?(
+    channel: string,
+    onNotify: (payload: string) => void,
+    options?: ListenOptions,
+  ): Promise<SqlSubscription>;
+
+  /**
    * Where the executor connects, for messages, without a password
    * (`postgres://app@127.0.0.1:5432/app`). Optional: errors then name no
    * server.
    */
   readonly target?: string;
+}
+
+/**
+ * Options for {@linkcode SqlExecutor.listen}.
+ *
+ * @example Usage
+ * ```ts
+ * import type { ListenOptions } from "@persist/consensus";
+ *
+ * const options: ListenOptions = { onReconnect: () => console.log("re-read") };
+ * ```
+ */
+export interface ListenOptions {
+  /** Called after the listening connection was lost and LISTEN is in effect again. */
+  readonly onReconnect?: () => void;
+}
+
+/**
+ * A live LISTEN subscription from {@linkcode SqlExecutor.listen}.
+ *
+ * @example Usage
+ * ```ts
+ * import type { SqlSubscription } from "@persist/consensus";
+ *
+ * const none: SqlSubscription = { close: () => Promise.resolve() };
+ * await none.close();
+ * ```
+ */
+export interface SqlSubscription {
+  /** Stops delivery and releases the connection; idempotent. */
+  close(): Promise<void>;
 }
 
 /**
