@@ -21,9 +21,16 @@ import type { CasEntry, CasResult, Consensus, VersionedData } from "./types.ts";
 export interface PostgresConsensusOptions {
   /**
    * Which engine's statements to run. `"auto"` asks the server's `version()`
-   * and picks `"cockroach"` when it names CockroachDB.
+   * and picks `"cockroach"` when it names CockroachDB; the store reports the
+   * choice as {@linkcode PostgresConsensus.engine}.
    *
    * @default {"auto"}
+   */
+  engine?: "auto" | Engine;
+  /**
+   * The former name of `engine`.
+   *
+   * @deprecated Use `engine`.
    */
   mode?: "auto" | Engine;
   /**
@@ -232,10 +239,19 @@ export class PostgresConsensus implements Consensus {
     executor: SqlExecutor,
     options: PostgresConsensusOptions,
   ): Promise<PostgresConsensus> {
-    const mode = options.mode ?? "auto";
+    if (
+      options.engine !== undefined && options.mode !== undefined &&
+      options.engine !== options.mode
+    ) {
+      throw new RangeError(
+        `Cannot open consensus: engine ${JSON.stringify(options.engine)} and its former name ` +
+          `mode ${JSON.stringify(options.mode)} disagree; give engine only`,
+      );
+    }
+    const mode = options.engine ?? options.mode ?? "auto";
     if (mode !== "auto" && mode !== "postgres" && mode !== "cockroach") {
       throw new RangeError(
-        `Cannot open consensus: mode must be "auto", "postgres" or "cockroach", got ${
+        `Cannot open consensus: engine must be "auto", "postgres" or "cockroach", got ${
           JSON.stringify(mode)
         }`,
       );
@@ -267,7 +283,7 @@ export class PostgresConsensus implements Consensus {
     if (engine === "postgres" && server === "cockroach") {
       throw setup.#refuse(
         'the server is CockroachDB, and the "postgres" statements are proven on Postgres only; ' +
-          'open it with mode "auto" or "cockroach"',
+          'open it with engine "auto" or "cockroach"',
       );
     }
     // The CockroachDB statements lean on serializability (see
@@ -277,7 +293,7 @@ export class PostgresConsensus implements Consensus {
         `the session runs at ${JSON.stringify(isolation)} isolation, and the CockroachDB ` +
           `statements are correct only at "serializable"; set default_transaction_isolation ` +
           `to 'serializable' for this role or connection` +
-          (server === "postgres" ? ', or open it with mode "auto" on Postgres' : ""),
+          (server === "postgres" ? ', or open it with engine "auto" on Postgres' : ""),
       );
     }
     if (engine === "cockroach" && server === "postgres") {
@@ -285,7 +301,7 @@ export class PostgresConsensus implements Consensus {
         "@persist/consensus: running the CockroachDB statements on Postgres, which is for " +
           "testing them: they are linearizable only while every writer of the table runs them " +
           "at SERIALIZABLE (a writer with the Postgres statements, or below SERIALIZABLE, breaks " +
-          'that); use mode "auto" in production',
+          'that); use engine "auto" in production',
       );
     }
     const unresolved = new PostgresConsensus(executor, dialectFor(engine, quoted), settings);
