@@ -616,7 +616,7 @@ dbTest("checker: a Postgres compareAndSetMany that trusts an unlocked read is ca
   const table = "many_broken_snapshot";
   try {
     await sql.unsafe(`DROP TABLE IF EXISTS ${table}`);
-    const open = () => PostgresConsensus.open(fromPostgresJs(sql), { table, mode: "postgres" });
+    const open = () => PostgresConsensus.open(fromPostgresJs(sql), { table, engine: "postgres" });
     {
       // Between its read and its insert, another store commits a's seqno 1.
       const other = await open();
