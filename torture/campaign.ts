@@ -505,10 +505,12 @@ async function runRound(
   });
 
   const started = performance.now();
+  const clientsNote = options.workload === "transfers"
+    ? `transfers, 4 stores x (3 transferers, 1 writer, 1 truncator)`
+    : `${options.clients} clients, ${options.keys} key(s)`;
   log(
-    `round ${round} (${options.runtime}): ${options.clients} clients, ${options.keys} key(s), ${
-      (options.ms / 1000).toFixed(0)
-    } s, faults every ${options.faultIntervalMs.join("-")} ms`,
+    `round ${round} (${options.runtime}): ${clientsNote}, ${(options.ms / 1000).toFixed(0)} s, ` +
+      `faults every ${options.faultIntervalMs.join("-")} ms`,
   );
   let transferred: TransferResult | undefined;
   if (bun) {
