@@ -58,7 +58,7 @@ function counts(table: string): SqlStatement {
 function hash(text: string): string {
   let h = 0x811c9dc5;
   for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193);
-  return (h >>> 0).toString(16);
+  return (h >>> 0).toString(16).padStart(8, "0");
 }
 
 /**
