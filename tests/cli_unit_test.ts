@@ -182,7 +182,7 @@ Deno.test("commands: keys, head, scan, truncate in both outputs", async () => {
   assertEquals((await command(["head", "none"], store)).out, '"none" has no data\n');
   assertEquals(
     (await command(["scan", "orders", "--from", "4"], store)).out,
-    "seqno  bytes  data\n    4      7  {\"v\":4}\n    5      2  0x00ff\n",
+    'seqno  bytes  data\n    4      7  {"v":4}\n    5      2  0x00ff\n',
   );
   assertEquals(
     JSON.parse((await command(["scan", "orders", "--limit", "2", "--json"], store)).out),
@@ -197,7 +197,10 @@ Deno.test("commands: keys, head, scan, truncate in both outputs", async () => {
     (await command(["truncate", "orders", "5"], store)).out,
     'Deleted 2 versions of "orders" below seqno 5\n',
   );
-  assertEquals((await command(["truncate", "orders", "5", "--json"], store)).out, '{"deleted":0}\n');
+  assertEquals(
+    (await command(["truncate", "orders", "5", "--json"], store)).out,
+    '{"deleted":0}\n',
+  );
   await assertRejects(() => command(["truncate", "orders", "6"], store), RangeError, "above head");
 });
 
@@ -265,7 +268,10 @@ interface Captured {
 
 async function cli(args: string[], executor?: ScriptedExecutor, env = {}): Promise<Captured> {
   const captured = { code: -1, out: "", err: "" };
-  const vars: Record<string, string> = { DATABASE_URL: "postgres://u:s3cret-pw@db:5432/app", ...env };
+  const vars: Record<string, string> = {
+    DATABASE_URL: "postgres://u:s3cret-pw@db:5432/app",
+    ...env,
+  };
   const host: CliHost = {
     env: (name) => vars[name],
     stdout: (t) => Promise.resolve(void (captured.out += t)).then(() => true),
