@@ -299,6 +299,12 @@ Deno.test("runCli: help on stdout with 0, usage errors as one line with 2", asyn
     assertEquals(run.out, "");
     assertEquals(run.err.split("\n").length, 2, run.err); // one line and its newline
   }
+  const misplaced = await cli(["keys", "postgres://u:hunter22@db/app"]);
+  assertEquals(misplaced.code, 2);
+  assertEquals(
+    misplaced.err,
+    'error: Unexpected argument "postgres://u:***@db/app"; usage: keys [--progress N]\n',
+  );
   const noUrl = await cli(["keys"], undefined, { DATABASE_URL: "" });
   assertEquals(noUrl.code, 2);
   assertStringIncludes(noUrl.err, "pass --url or set DATABASE_URL");

@@ -98,7 +98,8 @@ export async function runCli(args: readonly string[], host: CliHost): Promise<nu
     parsed = parseArgs(args);
   } catch (error) {
     if (!(error instanceof UsageError)) throw error;
-    await host.stderr(`error: ${oneLine(error.message)}\n`);
+    // It may quote an argument, and a URL typed in the wrong place is one.
+    await host.stderr(`error: ${oneLine(redactSecrets(error.message))}\n`);
     return USAGE;
   }
   if (parsed.help) {
