@@ -3,7 +3,7 @@
 // descendant uses as TMPDIR, so that whatever they leave there (a server a
 // child could not stop, a scratch directory) goes when the run ends; and
 // children that are told when the run is interrupted and waited for.
-import { onInterrupt, removeAtInterrupt, withTimeout } from "./_interrupt.ts";
+import { notInterrupted, onInterrupt, removeAtInterrupt, withTimeout } from "./_interrupt.ts";
 
 /** The environment variable that names the outermost run's directory. */
 export const OUTERMOST_RUN_DIR = "PERSIST_CONSENSUS_RUN_DIR";
@@ -51,6 +51,7 @@ export async function runChild(
   args: readonly string[],
   env: Record<string, string>,
 ): Promise<Deno.CommandStatus> {
+  await notInterrupted();
   const child = new Deno.Command(cmd, { args: [...args], env, stdin: "inherit" }).spawn();
   const unregister = onInterrupt(async (signal) => {
     try {

