@@ -10,9 +10,14 @@ const sleeper = new Deno.Command("sleep", { args: ["120"] }).spawn();
 const scratch = await Deno.makeTempDir({ prefix: "interrupt-scratch-" });
 console.log(JSON.stringify({
   serverRoot: server.dataDir.slice(0, server.dataDir.lastIndexOf("/")),
+  socketDir: server.socketDir,
   scratch,
   sleeper: sleeper.pid,
 }));
 await new Promise((resolve) => setTimeout(resolve, 120_000));
-sleeper.kill();
+try {
+  sleeper.kill();
+} catch {
+  // ended by itself
+}
 await server.stop();

@@ -48,7 +48,9 @@ async function interrupt(
   const reading = Promise.all([collect(child.stdout, stdout), collect(child.stderr, stderr)]);
   const kill = setTimeout(() => child.kill("SIGKILL"), 120_000);
   try {
-    await waitFor(stdout, () => ready(stdout.text, stderr.text), 90_000);
+    await waitFor(stdout, () => ready(stdout.text, stderr.text), 90_000).catch((error) => {
+      throw new Error(`${error.message}\nstderr:\n${stderr.text}`);
+    });
     const below = descendants(child.pid);
     assert(below.length >= 3, `expected a server and a command below, found ${below.length}`);
     child.kill(signal);
@@ -100,7 +102,7 @@ for (const signal of ["SIGTERM", "SIGINT"] as const) {
       const outer = stderr.match(/initdb in (\S+)\/data/)?.[1];
       const run = outer?.slice(0, outer.lastIndexOf("/"));
       assert(outer && run, `no server directory in:\n${stderr}`);
-      for (const path of [outer, inner.serverRoot, inner.scratch, run]) {
+      for (const path of [outer, inner.serverRoot, inner.socketDir, inner.scratch, run]) {
         assertEquals(await exists(path), false, `${path} was left behind`);
       }
       // The command's own temporary files were made in the run's directory.

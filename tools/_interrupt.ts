@@ -45,6 +45,26 @@ function handle(signal: InterruptSignal): void {
 }
 
 /**
+ * Exits with `code`; while an interrupt is being handled, waits for its
+ * handler instead, which exits once everything below has ended. A tool's
+ * main flow ends this way, so that a child that ends early on the signal
+ * does not let the tool exit before the sweep.
+ */
+export async function exit(code: number): Promise<never> {
+  await notInterrupted();
+  Deno.exit(code);
+}
+
+/**
+ * Resolves at once, unless an interrupt is being handled: then never (its
+ * handler exits). Starting a child or a server waits on it, so that a main
+ * flow that goes on after its child ended on the signal starts nothing new.
+ */
+export async function notInterrupted(): Promise<void> {
+  if (handling) await new Promise(() => {});
+}
+
+/**
  * Registers `cleanup` to run when SIGINT or SIGTERM interrupts this process.
  *
  * @returns A function that unregisters it (the signal listeners go with the last one).

@@ -3,7 +3,10 @@
 // descendant uses as TMPDIR, so that whatever they leave there (a server a
 // child could not stop, a scratch directory) goes when the run ends; and
 // children that are told when the run is interrupted and waited for.
-import { onInterrupt, removeAtInterrupt, withTimeout } from "./_interrupt.ts";
+import { notInterrupted, onInterrupt, removeAtInterrupt, withTimeout } from "./_interrupt.ts";
+
+/** The environment variable that names the outermost run's directory. */
+export const OUTERMOST_RUN_DIR = "PERSIST_CONSENSUS_RUN_DIR";
 
 /** A run's temporary directory, removed by {@linkcode Run.close} or an interrupt. */
 export interface Run {
@@ -22,9 +25,12 @@ export async function startRun(): Promise<Run> {
   await Deno.chmod(tmpDir, 0o711);
   const unregister = onInterrupt(() => Promise.resolve());
   const unremove = removeAtInterrupt(tmpDir);
+  // The outermost run's directory, for paths that must stay short (a Unix
+  // socket's) however deep runs nest.
+  const outermost = Deno.env.get(OUTERMOST_RUN_DIR) ?? tmpDir;
   return {
     tmpDir,
-    env: { TMPDIR: tmpDir },
+    env: { TMPDIR: tmpDir, [OUTERMOST_RUN_DIR]: outermost },
     async close() {
       await Deno.remove(tmpDir, { recursive: true }).catch(() => {});
       unremove();
@@ -45,6 +51,7 @@ export async function runChild(
   args: readonly string[],
   env: Record<string, string>,
 ): Promise<Deno.CommandStatus> {
+  await notInterrupted();
   const child = new Deno.Command(cmd, { args: [...args], env, stdin: "inherit" }).spawn();
   const unregister = onInterrupt(async (signal) => {
     try {

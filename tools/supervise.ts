@@ -11,6 +11,7 @@
  * @module
  */
 import { runChild, startRun } from "./_run.ts";
+import { exit } from "./_interrupt.ts";
 
 if (Deno.args.length === 0) {
   console.error("usage: supervise.ts <command> [args...]");
@@ -25,4 +26,4 @@ try {
 } finally {
   await run.close();
 }
-Deno.exit(code);
+await exit(code);

@@ -23,6 +23,7 @@
 import { importMapArgs } from "./_jsr.ts";
 import { startThrowawayPostgres } from "./postgres_server.ts";
 import { runChild, startRun } from "./_run.ts";
+import { exit } from "./_interrupt.ts";
 
 const extra = Deno.args;
 
@@ -72,7 +73,7 @@ try {
   await stop();
   await run.close();
 }
-Deno.exit(failed ? 1 : 0);
+await exit(failed ? 1 : 0);
 
 // The Bun suite: conformance through Bun.SQL and porsager under Bun, the
 // Bun entry point and the example Bun service. `--filter` is Deno's and is

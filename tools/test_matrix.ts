@@ -20,6 +20,7 @@ import { importMapArgs } from "./_jsr.ts";
 import { SUPPORTED_MAJORS } from "./_embedded_postgres.ts";
 import { startThrowawayPostgres } from "./postgres_server.ts";
 import { runChild, startRun } from "./_run.ts";
+import { exit } from "./_interrupt.ts";
 
 const majors = Deno.args.length > 0 ? Deno.args.map(Number) : [...SUPPORTED_MAJORS];
 for (const major of majors) {
@@ -86,7 +87,7 @@ try {
 console.log("\n=== test:matrix");
 for (const line of lines) console.log(line);
 console.log(`${passed} passed, ${failed} failed`);
-Deno.exit(failed > 0 || broken ? 1 : 0);
+await exit(failed > 0 || broken ? 1 : 0);
 
 async function countReport(path: string): Promise<[number, number]> {
   const xml = await Deno.readTextFile(path).catch(() => "");

@@ -112,16 +112,20 @@ let mode: "auto" | "cockroach" = "auto";
 let isCockroach = false;
 let version = "";
 
+// A store on its own pool. `set` is a SET statement run first, on a pool of
+// one connection so that it holds for every statement (a SET works on every
+// engine; session variables as startup parameters may not).
 async function openStore(
   table: string,
-  extra: { create?: boolean; max?: number; connection?: Record<string, string> } = {},
+  extra: { create?: boolean; set?: string } = {},
   warnings: string[] = [],
 ): Promise<PostgresConsensus> {
   const sql = postgres(url, {
-    max: extra.max ?? 8,
+    max: extra.set ? 1 : 8,
     ...quiet,
-    connection: { ...session, ...extra.connection },
+    connection: session,
   });
+  if (extra.set) await sql.unsafe(extra.set);
   return await PostgresConsensus.open(fromPostgresJs(sql, { owned: true }), {
     mode,
     table,
@@ -179,16 +183,17 @@ try {
       return ["FAIL", `the default is "${level}", not "serializable"`];
     }
     // A session that asks for READ COMMITTED.
-    const asked = { default_transaction_isolation: "read committed" as const };
-    const probe = postgres(url, { max: 1, ...quiet, connection: asked });
-    const [got] = await probe.unsafe("SELECT current_setting('transaction_isolation') AS i")
+    const asked = "SET default_transaction_isolation = 'read committed'";
+    const probe = postgres(url, { max: 1, ...quiet });
+    const [got] = await probe.unsafe(asked)
+      .then(() => probe.unsafe("SELECT current_setting('transaction_isolation') AS i"))
       .finally(() => probe.end({ timeout: 5 }));
     const table = `${prefix}_isolation`;
     await createTable(table);
     let opened: PostgresConsensus | undefined;
     let refusal: unknown;
     try {
-      opened = await openStore(table, { connection: asked });
+      opened = await openStore(table, { set: asked });
     } catch (error) {
       refusal = error;
     }

@@ -11,6 +11,7 @@
  */
 import { startThrowawayPostgres } from "./postgres_server.ts";
 import { runChild, startRun } from "./_run.ts";
+import { exit } from "./_interrupt.ts";
 
 if (Deno.args.length === 0) {
   console.error("usage: with_postgres.ts <command> [args...]");
@@ -45,4 +46,4 @@ try {
   await stop();
   await run.close();
 }
-Deno.exit(code);
+await exit(code);
