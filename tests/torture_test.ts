@@ -137,7 +137,7 @@ Deno.test({
     assertEquals(report.undecided, 0, "keys the checker could not decide");
     assertEquals(report.unexpectedErrors, 0, "errors other than ConsensusError/RangeError");
     const figures = report.transfers.find((f) => f.label === "faults");
-    assert(figures !== undefined && figures.rounds === 1, "no transfer round under faults");
+    assert(figures !== undefined && figures.rounds >= 1, "no transfer round under faults");
     assert(figures.many.committed >= 100, `${figures.many.committed} committed`);
     assert(figures.many.unknown > 0, "no compareAndSetMany ended indeterminate");
   },
