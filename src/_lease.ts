@@ -81,8 +81,11 @@ const RENEWALS_PER_TTL = 3;
 /** Versions kept behind the head, and how often the log is cut back. */
 const KEEP_VERSIONS = 3n;
 const TRUNCATE_EVERY = 8n;
-/** Reads of the head to settle an indeterminate grant before giving up. */
-const SETTLE_READS = 4;
+/**
+ * Store failures in a row that a waiting acquireLease rides out (backing off
+ * a poll interval, then two, then four) before it rejects.
+ */
+const MAX_FAILURES = 4;
 /** Attempts to write the released version. */
 const HANDOVER_ATTEMPTS = 3;
 
@@ -252,6 +255,8 @@ class Acquisition {
    * it may still be written (until a read shows that seqno taken).
    */
   #unsettled: bigint | undefined;
+  /** Store failures in a row. */
+  #failures = 0;
   /** The held version being timed: its seqno, when a read first returned it, its ttl. */
   #watched: { seqno: bigint; since: number; ttlMs: number } | undefined;
 
@@ -288,7 +293,14 @@ class Acquisition {
     const { key, holder, ttlMs } = this.#s;
     for (;;) {
       if (this.#stopped) throw STOPPED;
-      const head = await this.#readHead();
+      let head;
+      try {
+        head = await this.#store.head(key);
+        this.#failures = 0;
+      } catch (error) {
+        await this.#backOff(error);
+        continue;
+      }
       // The wait starts when the read RETURNS (argument, step 3).
       const readAt = this.#clock.now();
       if (this.#stopped) throw STOPPED;
@@ -324,11 +336,12 @@ class Acquisition {
       try {
         outcome = await this.#store.compareAndSet(key, { seqno: next, data });
       } catch (error) {
-        if (!(error instanceof ConsensusError) || error.determinate) throw error;
-        // It may have been written: the next read of the head says.
-        this.#unsettle(next);
+        // If it may have been written, the next read of the head says.
+        if (error instanceof ConsensusError && !error.determinate) this.#unsettle(next);
+        await this.#backOff(error);
         continue;
       }
+      this.#failures = 0;
       if (outcome === "mismatch") continue;
       // A reply slower than HOLD leaves nothing to trust: renew first.
       if (this.#clock.now() >= sentAt + this.#s.holdMs) {
@@ -349,10 +362,11 @@ class Acquisition {
     try {
       outcome = await this.#store.compareAndSet(key, { seqno, data });
     } catch (error) {
-      if (!(error instanceof ConsensusError) || error.determinate) throw error;
-      this.#unsettle(seqno);
+      if (error instanceof ConsensusError && !error.determinate) this.#unsettle(seqno);
+      await this.#backOff(error);
       return undefined;
     }
+    this.#failures = 0;
     if (outcome === "mismatch" || this.#clock.now() >= sentAt + this.#s.holdMs) return undefined;
     return new HeldLease(this.#store, this.#s, this.#clock, this.#nonce, grant, seqno, sentAt);
   }
@@ -361,22 +375,11 @@ class Acquisition {
     if (this.#unsettled === undefined || seqno > this.#unsettled) this.#unsettled = seqno;
   }
 
-  /** Reads the head; while a grant of ours is unsettled, retries failed reads a few times. */
-  async #readHead() {
-    for (let attempt = 1;; attempt++) {
-      try {
-        return await this.#store.head(this.#s.key);
-      } catch (error) {
-        if (
-          this.#unsettled === undefined || !(error instanceof ConsensusError) ||
-          attempt >= SETTLE_READS
-        ) {
-          throw error;
-        }
-      }
-      await this.#sleep(Math.min(this.#s.pollMs, 25 * 2 ** attempt));
-      if (this.#stopped) throw STOPPED;
-    }
+  /** Rides out a store failure, or rethrows it after MAX_FAILURES in a row. */
+  async #backOff(error: unknown): Promise<void> {
+    if (!(error instanceof ConsensusError) || ++this.#failures >= MAX_FAILURES) throw error;
+    await this.#sleep(this.#s.pollMs * 2 ** (this.#failures - 1));
+    if (this.#stopped) throw STOPPED;
   }
 
   // WATCH: the one place that polls. When `watch(store, key)` is available,
@@ -494,10 +497,13 @@ class HeldLease implements Lease {
 
   #armDeadline(): void {
     this.#clock.clearTimer(this.#deadlineTimer);
-    this.#deadlineTimer = this.#clock.setTimer(
-      () => this.#expireIfDue(),
-      Math.max(0, this.#deadline - this.#clock.now()),
-    );
+    // A timer may fire a little early against the clock (runtimes round
+    // delays; floating point): then it is armed again, at least 1 ms out,
+    // rather than trusted. Late by up to that, the margin covers it.
+    const left = this.#deadline - this.#clock.now();
+    this.#deadlineTimer = this.#clock.setTimer(() => {
+      if (!this.#expireIfDue()) this.#armDeadline();
+    }, Math.max(1, Math.ceil(left)));
   }
 
   async #run(): Promise<void> {
