@@ -3,6 +3,15 @@ import { acquireLeaseWith, systemClock } from "./_lease.ts";
 
 /**
  * Options for {@linkcode acquireLease}.
+ *
+ * @example Give up after five seconds
+ * ```ts
+ * import { acquireLease, type LeaseOptions, MemoryConsensus } from "@persist/consensus";
+ *
+ * await using store = new MemoryConsensus();
+ * const options: LeaseOptions = { holder: "worker-1", ttlMs: 10_000, signal: AbortSignal.timeout(5000) };
+ * await using lease = await acquireLease(store, "leader", options);
+ * ```
  */
 export interface LeaseOptions {
   /** Who asks: any non-empty name up to 256 characters, written into the lease for people and logs. */
