@@ -19,9 +19,9 @@
  *
  * @module
  */
-export type { CasResult, Consensus, VersionedData } from "./src/types.ts";
+export type { CasEntry, CasResult, Consensus, VersionedData } from "./src/types.ts";
 export { ConsensusError, type ConsensusErrorOptions, redactSecrets } from "./src/errors.ts";
-export { MAX_DATA_BYTES, MAX_KEY_BYTES, MAX_SEQNO } from "./src/limits.ts";
+export { MAX_DATA_BYTES, MAX_KEY_BYTES, MAX_MANY_ENTRIES, MAX_SEQNO } from "./src/limits.ts";
 export { MemoryConsensus, type MemoryConsensusOptions } from "./src/memory.ts";
 export { PostgresConsensus, type PostgresConsensusOptions } from "./src/postgres.ts";
 export { acquireLease, type Lease, type LeaseOptions } from "./src/lease.ts";

@@ -164,6 +164,67 @@ for (const [mode, level] of cases) {
     },
   );
 
+  // CAS_MANY, first-write entry: the same window as the single first write,
+  // with a second key in the same call that must stay untouched.
+  dbTest(
+    `window (${tag}): compareAndSetMany parked before its first write while another commits 0, 1 and truncates 0`,
+    async () => {
+      await windowed(name("many_first"), mode, level, async ({ slow, fast, park }) => {
+        assertEquals(await fast.compareAndSet("y", { seqno: 0n, data: bytes("Y0") }), "committed");
+        await park.arm({ op: "INSERT", seqno: -1n }, { op: "INSERT", seqno: 0n });
+        const parked = slow.compareAndSetMany!([
+          { key: "x", next: { seqno: 0n, data: bytes("SLOW") } },
+          { key: "y", next: { seqno: 1n, data: bytes("SLOW") } },
+        ]);
+        parked.catch(() => {});
+        await park.parked();
+        assertEquals(await fast.compareAndSet("x", { seqno: 0n, data: bytes("B0") }), "committed");
+        assertEquals(await fast.compareAndSet("x", { seqno: 1n, data: bytes("B1") }), "committed");
+        assertEquals(await fast.truncate("x", 1n), 1);
+        await park.release();
+        assertEquals(await parked, "mismatch", "version 0 of x was committed twice");
+        assertEquals(show(await fast.scan("x", 0n)), "1:B1");
+        assertEquals(show(await fast.scan("y", 0n)), "0:Y0", "y was written by a mismatch");
+      });
+    },
+  );
+
+  // CAS_MANY, next-write entries: parked before inserting x's version 2
+  // with x's head locked; another process commits x 2 and 3 and truncates.
+  dbTest(
+    `window (${tag}): compareAndSetMany parked before its next write while another commits it and truncates`,
+    async () => {
+      await windowed(name("many_next"), mode, level, async ({ slow, fast, park }) => {
+        for (const seqno of [0n, 1n]) {
+          assertEquals(
+            await fast.compareAndSet("x", { seqno, data: bytes(`X${seqno}`) }),
+            "committed",
+          );
+        }
+        assertEquals(await fast.compareAndSet("y", { seqno: 0n, data: bytes("Y0") }), "committed");
+        await park.arm({ op: "INSERT", seqno: 2n });
+        const parked = slow.compareAndSetMany!([
+          { key: "x", next: { seqno: 2n, data: bytes("SLOW") } },
+          { key: "y", next: { seqno: 1n, data: bytes("SLOW") } },
+        ]);
+        parked.catch(() => {});
+        await park.parked();
+        assertEquals(await fast.compareAndSet("x", { seqno: 2n, data: bytes("B2") }), "committed");
+        assertEquals(await fast.compareAndSet("x", { seqno: 3n, data: bytes("B3") }), "committed");
+        const truncated = fast.truncate("x", 3n);
+        truncated.catch(() => {});
+        if (mode === "postgres") {
+          assert(await stillPending(truncated, 200), "truncate deleted a row under a lock");
+        }
+        await park.release();
+        assertEquals(await parked, "mismatch", "version 2 of x was committed twice");
+        assertEquals(await truncated, 3);
+        assertEquals(show(await slow.scan("x", 0n)), "3:B3");
+        assertEquals(show(await slow.scan("y", 0n)), "0:Y0", "y was written by a mismatch");
+      });
+    },
+  );
+
   if (mode === "postgres") {
     // CAS_FIRST, steps 1 and 3: parked after its marker is inserted; a
     // competing first write must wait for it and then lose.
