@@ -24,6 +24,7 @@ export { ConsensusError, type ConsensusErrorOptions, redactSecrets } from "./src
 export { MAX_DATA_BYTES, MAX_KEY_BYTES, MAX_MANY_ENTRIES, MAX_SEQNO } from "./src/limits.ts";
 export { MemoryConsensus, type MemoryConsensusOptions } from "./src/memory.ts";
 export { PostgresConsensus, type PostgresConsensusOptions } from "./src/postgres.ts";
+export { acquireLease, type Lease, type LeaseOptions } from "./src/lease.ts";
 export { update, type UpdateFn, type UpdateOptions, type UpdateResult } from "./src/update.ts";
 export type { Engine } from "./src/dialect.ts";
 export {

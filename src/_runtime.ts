@@ -4,12 +4,18 @@
 // ES lib, with no runtime's type definitions in scope.
 interface Host {
   setTimeout(callback: () => void, ms: number): unknown;
+  clearTimeout(id: unknown): void;
   setInterval(callback: () => void, ms: number): unknown;
   clearInterval(id: unknown): void;
   queueMicrotask(callback: () => void): void;
   console?: { warn(message: string): void };
   TextEncoder: new () => { encode(text: string): Uint8Array };
   TextDecoder: new () => { decode(bytes: Uint8Array): string };
+  // Leases: a monotonic clock, their signals, and a unique id per attempt.
+  // `AbortSignal` is declared for the plain-ES check in tools/core_web.d.ts.
+  performance: { now(): number };
+  AbortController: new () => { readonly signal: AbortSignal; abort(reason?: unknown): void };
+  crypto: { randomUUID(): string };
 }
 
 export const host = globalThis as unknown as Host;

@@ -35,7 +35,7 @@ for await (const entry of Deno.readDir("src/adapters")) {
 }
 const runs = [
   ["check", ...map, ...existing],
-  ["check", "--config", "tools/core_check.json", ...core],
+  ["check", "--config", "tools/core_check.json", "tools/core_web.d.ts", ...core],
 ];
 for (const args of runs) {
   console.error(`[check] deno ${args.join(" ")}`);

@@ -1,6 +1,7 @@
 import { MAX_DATA_BYTES, MAX_KEY_BYTES, MAX_MANY_ENTRIES, MAX_SEQNO } from "../limits.ts";
 import type { CasEntry, CasResult, Consensus, VersionedData } from "../types.ts";
-import { host } from "../_runtime.ts";
+import { host, sleep } from "../_runtime.ts";
+import { acquireLease } from "../lease.ts";
 import { assert, assertEquals, assertRejects } from "./_assert.ts";
 import { raceOnOneKey } from "./race.ts";
 import { update } from "../update.ts";
@@ -615,6 +616,51 @@ export const conformanceCases: readonly ConformanceCase[] = [
         for (const key of accounts) total += value(await store.head(key));
         assertEquals(total, 400, "units created or destroyed");
         assert(committed > 0, "no transfer committed");
+      }),
+  },
+  {
+    name: "acquireLease: exclusive while renewed, handed over on release, tokens rise",
+    run: (h) =>
+      withStore(h, async (store) => {
+        const ttlMs = 300;
+        const a = await acquireLease(store, "lease", { holder: "a", ttlMs });
+        const giveUp = new host.AbortController();
+        const timer = host.setTimeout(() => giveUp.abort(new Error("b waited 10 s")), 10_000);
+        let held = false;
+        const waiting = acquireLease(store, "lease", {
+          holder: "b",
+          ttlMs,
+          pollIntervalMs: 20,
+          signal: giveUp.signal,
+        });
+        waiting.then(() => held = true, () => {});
+        try {
+          await sleep(2 * ttlMs);
+          assert(!held, "b acquired while a renewed its lease");
+          assert(!a.signal.aborted, `a lost its lease: ${String(a.signal.reason)}`);
+          await a.release();
+          assert(a.signal.aborted, "release aborts the holder's signal");
+          const b = await waiting;
+          assert(b.token > a.token, `token ${b.token} after ${a.token}`);
+          assertEquals(b.holder, "b", "holder");
+          await b.release();
+        } finally {
+          host.clearTimeout(timer);
+        }
+        // The signal reads the clock: after a pause no timer could run in,
+        // it reads aborted (a runtime whose AbortSignal cannot be extended
+        // would fail here).
+        const c = await acquireLease(store, "lease", { holder: "c", ttlMs: 100 });
+        const until = host.performance.now() + 150;
+        while (host.performance.now() < until) { /* a pause */ }
+        assert(c.signal.aborted, "the signal reads aborted after its deadline");
+        await c.release();
+        await store.compareAndSet("foreign", v(0n, "not a lease"));
+        await assertRejects(
+          () => acquireLease(store, "foreign", { holder: "a", ttlMs }),
+          TypeError,
+          'Cannot acquire lease "foreign": version 0 is not a lease record',
+        );
       }),
   },
   {
