@@ -6,14 +6,16 @@
  * markdown tables (ratios beside absolute numbers: on a noisy machine only
  * the ratios carry over) and written as JSON to `bench/results/`.
  *
- * Workloads: uncontended and contended compare-and-set (and under Bun),
+ * Workloads: the same read-then-compare-and-set loops through Deno KV and
+ * etcd when available, uncontended and contended compare-and-set (and under Bun),
  * two-key transfers with compareAndSetMany beside single-key
  * compare-and-set, scan, truncate and listKeys.
  *
  * Flags: `--seconds N` per run (default 3), `--rounds N` interleaved rounds
  * (default 2; at least 2 for the first-write growth), `--quick` (1 s, 1 round,
  * fewer sizes, first writes up to 5,000 keys instead of 100,000: a smoke run),
- * `--write` (also rewrite the tables in BENCHMARKS.md).
+ * `--write` (also rewrite the tables in BENCHMARKS.md), `--peers-only` (only
+ * the comparison with Deno KV and etcd, written to `bench/results/peers.md`).
  *
  * @module
  */
@@ -34,6 +36,7 @@ import {
   timeBoxed,
 } from "./_measure.ts";
 import { firstWrites } from "./_first_writes.ts";
+import { peers } from "./_peers.ts";
 import { findPgBin, pgbench } from "./_pgbench.ts";
 import {
   benchDialect,
@@ -113,8 +116,21 @@ const results: Record<string, unknown[]> = {
   contended: [],
   transfers: [],
   reads: [],
+  peers: [],
 };
 const target: Target = await postgresJsTarget(url, 20);
+
+// ---- Deno KV and etcd through the library's loops, interleaved with it.
+results.peers.push(...await peers({ store: target.store, ms, rounds, out, progress }));
+if (flag("peers-only")) {
+  await target.close();
+  await admin.end({ timeout: 1 });
+  await Deno.mkdir("bench/results", { recursive: true });
+  await Deno.writeTextFile("bench/results/peers.md", lines.join("\n") + "\n");
+  console.error("\n  [bench] wrote bench/results/peers.md");
+  Deno.exit(0);
+}
+out("");
 
 // ---- Uncontended: W workers, each on its own key, head then CAS(head + 1),
 // for every adapter that runs under Deno, each beside its raw driver and
