@@ -61,6 +61,12 @@ export interface Dialect {
   readonly casMany: SqlStatement;
   /** ($1 shard, $2 from, $3 limit) -> (seqno, data) ascending. */
   readonly scan: SqlStatement;
+  /**
+   * ($1 shard, $2 from, $3 limit) -> the rows of `scan`, packed: one bytea
+   * per row holding (int8 seqno, int4 length, data) of one or more versions,
+   * ascending across rows; undefined where the engine lacks it.
+   */
+  readonly scanPacked: SqlStatement | undefined;
   /** ($1 shard, $2 seqno) -> one row (head or null, deleted count). */
   readonly truncate: SqlStatement;
   /** ($1 after, $2 limit) -> distinct shards above `after`, ascending. */
@@ -106,6 +112,21 @@ const HEAD = (t: string) =>
 // $2 is never negative (the core checks it), so the marker is never read.
 const SCAN = (t: string) =>
   `SELECT sequence_number, data FROM ${t} WHERE shard = $1::text AND sequence_number >= $2::int8 ORDER BY sequence_number ASC LIMIT $3::int8`;
+
+// The same rows as SCAN, packed server-side into a few bytea values, each
+// the concatenation, ascending, of (int8 seqno, int4 byte length, data) of
+// up to 48 versions: one protocol value per 48 versions instead of one row
+// per version, which the JavaScript drivers parse far faster (BENCHMARKS.md,
+// "Scans in one value"). One statement, so one snapshot, as SCAN. Groups
+// are `sequence_number / 48`: seqnos are unique, so a group holds at most
+// 48 versions of at most MAX_DATA_BYTES each, 768 MiB, under Postgres' 1 GiB
+// limit on one value, however many versions the scan returns. $2 >= 0, so
+// the marker is never read and no group spans zero. Postgres only: int8send
+// and int4send do not exist on CockroachDB, which keeps SCAN.
+const SCAN_PACKED_POSTGRES = (t: string) =>
+  `SELECT string_agg(int8send(sequence_number) || int4send(octet_length(data)) || data, ` +
+  `''::bytea ORDER BY sequence_number) FROM (${SCAN(t)}) v ` +
+  `GROUP BY sequence_number / 48 ORDER BY sequence_number / 48`;
 
 // Truncate reads the head and deletes below the bound in one statement, and
 // returns both, so "above the head" is told apart from "nothing left to
@@ -353,6 +374,12 @@ export function dialectFor(engine: Engine, table: string): Dialect {
       ["int8"],
     ),
     scan: statement("scan", SCAN(table), ["text", "int8", "int8"], ["int8", "bytea"]),
+    scanPacked: cockroach ? undefined : statement(
+      "scan_packed",
+      SCAN_PACKED_POSTGRES(table),
+      ["text", "int8", "int8"],
+      ["bytea"],
+    ),
     truncate: statement("truncate", TRUNCATE(table), ["text", "int8"], ["int8", "int8"]),
     listKeys: statement("list_keys", LIST_KEYS(table), ["text", "int8"], ["text"]),
   };

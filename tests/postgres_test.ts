@@ -326,6 +326,7 @@ dbTest("every operation is one prepared statement, one round trip", async () => 
       // mismatch, answered without a round trip.
       ["cas_next", 0, () => store.compareAndSet("k", { seqno: 1n, data: bytes("c") })],
       ["scan", 1, () => store.scan("k", 0n, 10)],
+      ["scan", 1, () => store.scan("k", 0n)],
       ["truncate", 1, () => store.truncate("k", 1n)],
       ["list_keys", 1, async () => {
         for await (const _ of store.listKeys()) { /* one page */ }
@@ -962,3 +963,49 @@ dbTest("compareAndSet stores the bytes as they were at the call", async () => {
     await store.close();
   }
 });
+
+dbTest(
+  "scans packed in groups of 48 match the row-per-version statement (limits above 10)",
+  async () => {
+    const { sql, store } = await fresh("scan_packed");
+    const { scan } = dialectFor("postgres", quoteIdentifier("scan_packed", "table"));
+    try {
+      // 130 versions over 2 full groups of 48 and part of a third, of 0 to
+      // 300 bytes, written past the library (the marker included).
+      await sql.unsafe(
+        `INSERT INTO scan_packed SELECT 'k', g, CASE WHEN g < 0 THEN '\\x00'::bytea ` +
+          `ELSE decode(repeat(lpad(to_hex(g % 256), 2, '0'), (g * 7) % 301), 'hex') END ` +
+          `FROM generate_series(-1, 129) g`,
+      );
+      const cases: [bigint, number | undefined][] = [
+        [0n, undefined],
+        [0n, 1],
+        [47n, 2],
+        [47n, 11],
+        [30n, 50],
+        [129n, 11],
+        [130n, 11],
+      ];
+      for (const [from, limit] of cases) {
+        const packed = await store.scan("k", from, limit);
+        const rows = await sql.unsafe(scan.text, [
+          "k",
+          String(from),
+          String(limit ?? MAX_SEQNO),
+        ]).values();
+        const expected = rows.map(([seqno, data]) => ({
+          seqno: BigInt(seqno as string),
+          data: new Uint8Array(data as Uint8Array),
+        }));
+        assertEquals(packed, expected, `from ${from}, limit ${limit}`);
+        assertEquals(packed.length, Math.min(limit ?? 130, Math.max(0, 130 - Number(from))));
+        for (const version of packed) {
+          assertEquals(version.data.byteLength, Number((version.seqno * 7n) % 301n));
+          assertStrictEquals(version.data.constructor, Uint8Array);
+        }
+      }
+    } finally {
+      await store.close();
+    }
+  },
+);

@@ -96,7 +96,7 @@ export class ScriptedExecutor implements SqlExecutor {
   /**
    * Sets the handler of an operation, replacing any before it.
    *
-   * @param op The operation: `head`, `cas_first`, `cas_next`, `cas_many`, `scan`, `truncate`, `list_keys`, `probe`, `table_shape`.
+   * @param op The operation: `head`, `cas_first`, `cas_next`, `cas_many`, `scan` (CockroachDB), `scan_packed` (Postgres), `truncate`, `list_keys`, `probe`, `table_shape`.
    * @param handler Answers each call.
    * @returns This executor, for chaining.
    */
