@@ -20,11 +20,17 @@
  * @module
  */
 export type { CasResult, Consensus, VersionedData } from "./src/types.ts";
-export { ConsensusError, type ConsensusErrorOptions, redactSecrets } from "./src/errors.ts";
+export {
+  ConsensusError,
+  type ConsensusErrorOptions,
+  redactSecrets,
+  TruncatedError,
+} from "./src/errors.ts";
 export { MAX_DATA_BYTES, MAX_KEY_BYTES, MAX_SEQNO } from "./src/limits.ts";
 export { MemoryConsensus, type MemoryConsensusOptions } from "./src/memory.ts";
 export { PostgresConsensus, type PostgresConsensusOptions } from "./src/postgres.ts";
 export { update, type UpdateFn, type UpdateOptions, type UpdateResult } from "./src/update.ts";
+export { watch, type WatchOptions } from "./src/watch.ts";
 export type { Engine } from "./src/dialect.ts";
 export {
   type AbortSignalLike,

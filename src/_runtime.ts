@@ -4,6 +4,7 @@
 // ES lib, with no runtime's type definitions in scope.
 interface Host {
   setTimeout(callback: () => void, ms: number): unknown;
+  clearTimeout(id: unknown): void;
   setInterval(callback: () => void, ms: number): unknown;
   clearInterval(id: unknown): void;
   queueMicrotask(callback: () => void): void;
