@@ -83,7 +83,6 @@ export class WakeHub implements WakeSource {
   }
 
   async subscribe(key: string, wake: Wake): Promise<WakeSubscription> {
-    const hub = this;
     if (this.#closed) {
       return { complete: this.#complete, closed: true, close: () => Promise.resolve() };
     }
@@ -92,24 +91,25 @@ export class WakeHub implements WakeSource {
     set.add(wake);
     if (this.#count++ === 0 && this.#feed !== undefined) this.#feeding = this.#feed.start();
     const feeding = this.#feeding;
+    const closed = () => this.#closed;
     let active = true;
-    const subscription: WakeSubscription = {
-      complete: this.#complete,
-      get closed() {
-        return hub.#closed;
-      },
-      async close() {
-        if (!active) return;
-        active = false;
-        const set = hub.#subscribers.get(key);
-        set?.delete(wake);
-        if (set?.size === 0) hub.#subscribers.delete(key);
-        if (--hub.#count === 0) await hub.#stopFeed();
-      },
+    const leave = async () => {
+      if (!active) return;
+      active = false;
+      const set = this.#subscribers.get(key);
+      set?.delete(wake);
+      if (set?.size === 0) this.#subscribers.delete(key);
+      if (--this.#count === 0) await this.#stopFeed();
     };
     // A feed that failed to start yields undefined (the watcher polls).
     await feeding;
-    return subscription;
+    return {
+      complete: this.#complete,
+      get closed() {
+        return closed();
+      },
+      close: leave,
+    };
   }
 
   /** Wakes the subscribers of `key`. */
