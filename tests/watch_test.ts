@@ -348,7 +348,7 @@ dbTest(
     try {
       const watcher = watch(store, "k", { from: 0n, ...NEVER_POLL });
       const first = watcher.next();
-      await eventually(async () => reconnect, (r) => r !== undefined);
+      await eventually(() => Promise.resolve(reconnect), (r) => r !== undefined);
       await writer.compareAndSet("k", { seqno: 0n, data: bytes("v0") });
       assertEquals((await bounded(first, "version 0")).value?.seqno, 0n, "notified");
       down = true;
