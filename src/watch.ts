@@ -8,6 +8,14 @@ import { wakeSourceOf, type WakeSubscription } from "./_wake.ts";
 
 /**
  * Options for {@linkcode watch}.
+ *
+ * @example Replay from version 10, poll every second, stop on shutdown
+ * ```ts
+ * import type { WatchOptions } from "@persist/consensus";
+ *
+ * const shutdown = new AbortController();
+ * const options: WatchOptions = { from: 10n, pollIntervalMs: 1_000, signal: shutdown.signal };
+ * ```
  */
 export interface WatchOptions {
   /**
