@@ -373,6 +373,29 @@ dbTest(
   },
 );
 
+dbTest(
+  "watch (node-postgres): a pool of one cannot spare a client to LISTEN: open warns, watchers poll",
+  async () => {
+    const table = "watch_pool_of_one";
+    await freshTable(table);
+    const warnings: string[] = [];
+    const store = await PostgresConsensus.open(
+      fromNodePostgres(new PgPool({ connectionString: DATABASE_URL, max: 1 }), { owned: true }),
+      { table, create: false, onWarning: (message) => warnings.push(message) },
+    );
+    try {
+      const seen = collect(watch(store, "k", { from: 0n, pollIntervalMs: 20 }), 4n, 10_000);
+      for (let seqno = 0n; seqno < 5n; seqno++) {
+        await store.compareAndSet("k", { seqno, data: bytes(`v${seqno}`) });
+      }
+      assertGapless(await seen, 0n, "pool of one");
+      assert(warnings.some((w) => w.includes("could not LISTEN")), JSON.stringify(warnings));
+    } finally {
+      await store.close();
+    }
+  },
+);
+
 dbTest("watch: `from` in the past replays, then continues with new versions", async () => {
   const table = "watch_replay";
   await freshTable(table);

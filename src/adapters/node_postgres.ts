@@ -259,18 +259,24 @@ const RECONNECT_BASE_MS = 100;
 const RECONNECT_CAP_MS = 5_000;
 
 // LISTEN on a client of the pool's own, held for as long as the
-// subscription lives. When its connection breaks, the client is destroyed
-// and another one LISTENs in its place, after a jittered exponential backoff
-// (100 ms doubling up to 5 s) for as long as it fails; once LISTEN is in
-// effect again `onReconnect` runs, since notifications sent in between were
-// lost. close() UNLISTENs and returns the client to the pool (or destroys it
-// when that fails).
+// subscription lives (it counts against the pool's max). When its
+// connection breaks, the client is destroyed and another one LISTENs in its
+// place, after a jittered exponential backoff (100 ms doubling up to 5 s)
+// for as long as that fails; once LISTEN is in effect again `onReconnect`
+// runs, since notifications sent in between were lost. close() UNLISTENs
+// and returns the client to the pool (or destroys it when that fails).
 async function listenOn(
   pool: NodePostgresPool,
   channel: string,
   onNotify: (payload: string) => void,
   options: ListenOptions | undefined,
 ): Promise<SqlSubscription> {
+  // The listening client is one of the pool's, held for as long as anyone
+  // watches: with a pool of one it would starve every statement.
+  const max = (pool.options as { max?: unknown } | undefined)?.max;
+  if (typeof max === "number" && max < 2) {
+    throw new SqlError(`Cannot listen: the pool's max is ${max}, and LISTEN holds one client`);
+  }
   const quoted = `"${channel.replaceAll('"', '""')}"`;
   let closed = false;
   // The client LISTENing now, with the listener that reacts to its loss.
