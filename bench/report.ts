@@ -7,7 +7,8 @@
  * the ratios carry over) and written as JSON to `bench/results/`.
  *
  * Flags: `--seconds N` per run (default 3), `--rounds N` interleaved rounds
- * (default 2), `--quick` (1 s, 1 round, fewer sizes: a smoke run),
+ * (default 2; at least 2 for the first-write growth), `--quick` (1 s, 1 round,
+ * fewer sizes, first writes up to 5,000 keys instead of 100,000: a smoke run),
  * `--write` (also rewrite the tables in BENCHMARKS.md).
  *
  * @module
@@ -28,6 +29,7 @@ import {
   type RunResult,
   timeBoxed,
 } from "./_measure.ts";
+import { firstWrites } from "./_first_writes.ts";
 import { findPgBin, pgbench } from "./_pgbench.ts";
 import {
   benchDialect,
@@ -511,9 +513,26 @@ out("| --- | ---: | ---: | ---: | ---: | ---: |");
 }
 
 await target.close();
+
+// ---- First writes on a table growing from empty (issue 8, item 6): the
+// library on a young table beside the same on an analyzed one, and the old
+// first-write statement, whose generic plan scanned the whole table.
+const firstWriteKeys = quick ? 5_000 : 100_000;
+const firstWriteResults = await firstWrites({
+  url,
+  admin,
+  keys: firstWriteKeys,
+  window: firstWriteKeys / 5,
+  rounds: quick ? 1 : Math.max(2, rounds),
+  targetKeys: 100_000,
+  rawCapMs: quick ? 5_000 : 120_000,
+  out,
+  progress,
+});
+
 await admin.end({ timeout: 1 });
 await Deno.mkdir("bench/results", { recursive: true });
-const json = JSON.stringify({ machine, ...results }, null, 2);
+const json = JSON.stringify({ machine, ...results, firstWrites: firstWriteResults }, null, 2);
 await Deno.writeTextFile("bench/results/latest.json", json);
 await Deno.writeTextFile("bench/results/latest.md", lines.join("\n") + "\n");
 console.error("\n  [bench] wrote bench/results/latest.json and latest.md");

@@ -11,6 +11,11 @@ interface Host {
   console?: { warn(message: string): void };
   TextEncoder: new () => { encode(text: string): Uint8Array };
   TextDecoder: new () => { decode(bytes: Uint8Array): string };
+  // Leases: a monotonic clock, their signals, and a unique id per attempt.
+  // `AbortSignal` is declared for the plain-ES check in tools/core_web.d.ts.
+  performance: { now(): number };
+  AbortController: new () => { readonly signal: AbortSignal; abort(reason?: unknown): void };
+  crypto: { randomUUID(): string };
 }
 
 export const host = globalThis as unknown as Host;

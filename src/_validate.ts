@@ -1,7 +1,7 @@
 // Argument checks shared by every backend, so each one rejects the same bad
 // input with the same error before any I/O.
-import { MAX_DATA_BYTES, MAX_KEY_BYTES, MAX_SEQNO } from "./limits.ts";
-import type { VersionedData } from "./types.ts";
+import { MAX_DATA_BYTES, MAX_KEY_BYTES, MAX_MANY_ENTRIES, MAX_SEQNO } from "./limits.ts";
+import type { CasEntry, VersionedData } from "./types.ts";
 import { utf8ByteLength } from "./_runtime.ts";
 
 function show(value: unknown): string {
@@ -104,4 +104,45 @@ export function checkLimit(op: string, limit: unknown): number | undefined {
     throw new RangeError(`Cannot ${op}: limit ${show(limit)} is not a non-negative integer`);
   }
   return limit;
+}
+
+/**
+ * Throws unless `entries` is a usable compareAndSetMany list; returns the
+ * entries sorted by key, so every backend locks keys in one order.
+ */
+export function checkEntries(op: string, entries: unknown): CasEntry[] {
+  if (!Array.isArray(entries)) {
+    throw new TypeError(
+      `Cannot ${op}: entries must be an array, got ${describeType(entries)} ${show(entries)}`,
+    );
+  }
+  if (entries.length === 0) throw new RangeError(`Cannot ${op}: entries must not be empty`);
+  if (entries.length > MAX_MANY_ENTRIES) {
+    throw new RangeError(
+      `Cannot ${op}: ${entries.length} entries, above the limit of ${MAX_MANY_ENTRIES}`,
+    );
+  }
+  const seen = new Set<string>();
+  let bytes = 0;
+  entries.forEach((entry: unknown, i) => {
+    if (typeof entry !== "object" || entry === null) {
+      throw new TypeError(
+        `Cannot ${op}: entries[${i}] must be an object { key, next }, got ${describeType(entry)}`,
+      );
+    }
+    const { key, next } = entry as { key: unknown; next: unknown };
+    checkKey(`${op} (entries[${i}])`, key);
+    checkVersion(`${op} (entries[${i}])`, next);
+    if (seen.has(key as string)) {
+      throw new RangeError(`Cannot ${op}: key ${show(key)} appears twice`);
+    }
+    seen.add(key as string);
+    bytes += (next as VersionedData).data.byteLength;
+  });
+  if (bytes > MAX_DATA_BYTES) {
+    throw new RangeError(
+      `Cannot ${op}: the payloads are ${bytes} bytes together, above the limit of ${MAX_DATA_BYTES}`,
+    );
+  }
+  return (entries as CasEntry[]).slice().sort((a, b) => a.key < b.key ? -1 : a.key > b.key ? 1 : 0);
 }

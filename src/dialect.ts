@@ -62,6 +62,12 @@ export interface Dialect {
   readonly casFirst: SqlStatement;
   /** ($1 shard, $2 seqno, $3 data) -> rowCount 1 iff version $2 was inserted (and notified). */
   readonly casNext: SqlStatement;
+  /**
+   * ($1 entries as JSON [{k, s, d: hex}], sorted by key; $2 their count) ->
+   * one row iff every entry was appended; fails with 22012 (nothing
+   * appended, nothing left behind) when any entry's condition failed.
+   */
+  readonly casMany: SqlStatement;
   /** ($1 shard, $2 from, $3 limit) -> (seqno, data) ascending. */
   readonly scan: SqlStatement;
   /** ($1 shard, $2 seqno) -> one row (head or null, deleted count). */
@@ -294,6 +300,96 @@ export function channelFor(table: string): string {
   return `persist_consensus_${fnv1a(table)}`;
 }
 
+// The SQLSTATE (division_by_zero) a compare-and-set of several keys fails
+// with when any entry's condition does not hold: the error rolls back the
+// whole statement, markers included, and the core reads it as "mismatch".
+// Nothing else in those statements divides.
+export const CAS_MANY_MISMATCH = "22012";
+
+// The entries, unpacked from one JSON text parameter (see src/executor.ts).
+const CAS_MANY_INPUT = `input AS (SELECT e->>'k' AS k, (e->>'s')::int8 AS s, ` +
+  `decode(e->>'d', 'hex') AS d FROM jsonb_array_elements($1::text::jsonb) AS e)`;
+
+// The last step of both engines' statements: fail (22012) unless every entry
+// was inserted, so a partial insert never commits. `count / $2` is 1 when all
+// $2 rows landed and 0 otherwise; the divisor is computed at run time, so the
+// planner cannot fold the division early.
+const CAS_MANY_ALL_OR_NOTHING = `SELECT 1 / ((SELECT count(*) FROM ins) / $2::int8)`;
+
+// Postgres compare-and-set of several keys, at every isolation level: the
+// single-key arguments (CAS_FIRST_POSTGRES, CAS_NEXT_POSTGRES) applied per
+// entry inside one statement, and then all or nothing:
+// - entries with seqno > 0 lock their key's head FOR KEY SHARE (keys in
+//   sorted order) and count as ready iff it is seqno - 1, exactly as
+//   CAS_NEXT_POSTGRES (a head deleted under us is skipped to rows below,
+//   which are deleted too or older: not ready);
+// - entries with seqno 0 insert their key's marker and count as ready iff
+//   it landed and the snapshot holds no version, exactly as
+//   CAS_FIRST_POSTGRES;
+// - the rows are inserted only if all entries are ready, and the statement
+//   fails unless every one landed (ON CONFLICT may skip one when another
+//   writer committed the same version after our lock, or raise 40001 under
+//   REPEATABLE READ / SERIALIZABLE, which is retried). The failure rolls
+//   back every marker and row this statement wrote, so a mismatch leaves
+//   nothing behind: a marker without its version 0 would make the key
+//   unwritable.
+// Committed: every head was seqno - 1 and held so until commit (the locks
+// stop truncates, the inserted rows stop competing writers, markers stop
+// first writes), so all conditions hold at the commit, the linearization
+// point. Mismatch: one condition failed at a moment inside the call (the
+// same moments as in the single-key arguments), where the conjunction was
+// false. Two such statements that wait on each other's rows deadlock
+// (40P01), roll back and are retried; sorted keys make that rare.
+const CAS_MANY_POSTGRES_CTES = (t: string, returning: string) =>
+  `WITH ${CAS_MANY_INPUT}, ` +
+  `heads AS (SELECT i.s, h.sequence_number AS head FROM input i CROSS JOIN LATERAL ` +
+  `(SELECT sequence_number FROM ${t} WHERE shard = i.k AND sequence_number >= 0 ` +
+  `ORDER BY sequence_number DESC LIMIT 1 FOR KEY SHARE) h WHERE i.s > 0), ` +
+  `markers AS (INSERT INTO ${t} (shard, sequence_number, data) ` +
+  `SELECT k, -1, ''::bytea FROM input WHERE s = 0 ON CONFLICT DO NOTHING RETURNING shard), ` +
+  `ready AS (SELECT (SELECT count(*) FROM heads WHERE head = s - 1) + ` +
+  `(SELECT count(*) FROM input i WHERE i.s = 0 ` +
+  `AND EXISTS (SELECT 1 FROM markers WHERE markers.shard = i.k) ` +
+  `AND NOT EXISTS (SELECT 1 FROM ${t} v WHERE v.shard = i.k AND v.sequence_number >= 0)) AS n), ` +
+  `ins AS (INSERT INTO ${t} (shard, sequence_number, data) SELECT k, s, d FROM input ` +
+  `WHERE (SELECT n FROM ready) = $2::int8 ON CONFLICT DO NOTHING RETURNING ${returning})`;
+const CAS_MANY_POSTGRES = (t: string) =>
+  `${CAS_MANY_POSTGRES_CTES(t, "1")} ${CAS_MANY_ALL_OR_NOTHING}`;
+
+// CockroachDB compare-and-set of several keys, at SERIALIZABLE only: every
+// entry's condition is read (head = seqno - 1, or no row for seqno 0) and
+// the rows inserted in one serializable transaction, so the conditions still
+// hold at commit; conflicts retry (internally or 40001). The statement fails
+// unless every row landed. One INSERT only: CockroachDB refuses two
+// modifications of one table in a statement.
+const CAS_MANY_COCKROACH = (t: string) =>
+  `WITH ${CAS_MANY_INPUT}, ` +
+  `ready AS (SELECT count(*) AS n FROM input i WHERE ` +
+  `(i.s = 0 AND NOT EXISTS (SELECT 1 FROM ${t} WHERE shard = i.k)) OR (i.s > 0 AND ` +
+  `(SELECT sequence_number FROM ${t} WHERE shard = i.k ORDER BY sequence_number DESC LIMIT 1) ` +
+  `= i.s - 1)), ` +
+  `ins AS (INSERT INTO ${t} (shard, sequence_number, data) SELECT k, s, d FROM input ` +
+  `WHERE (SELECT n FROM ready) = $2::int8 ON CONFLICT DO NOTHING RETURNING 1) ` +
+  CAS_MANY_ALL_OR_NOTHING;
+
+// Notifying compare-and-set of several keys (Postgres statements, `notify:
+// true`): CAS_MANY_POSTGRES with the inserted rows returned, one pg_notify
+// per inserted row in a CTE over them, and the same final division, over
+// that CTE's count so that it runs:
+//   <same CTEs, ins RETURNING shard, sequence_number>,
+//   notified AS (SELECT pg_notify('<channel>', '<seqno>:<shard>') FROM ins)
+//   SELECT 1 / ((SELECT count(*) FROM ins) / $2) FROM (SELECT count(*) FROM notified) n
+// The locks, markers, inserts and the all-or-nothing failure are the same,
+// so the argument above holds as it is, and the result is still one row iff
+// every entry was appended. The notifications are transactional, as for
+// the single-key statements: a mismatch fails the statement (22012), which
+// rolls them back with the rows; a commit sends one per key. (A CTE with a
+// volatile function is not inlined, and counting its rows evaluates each.)
+const CAS_MANY_POSTGRES_NOTIFY = (t: string, channel: string) =>
+  `${CAS_MANY_POSTGRES_CTES(t, "shard, sequence_number")}, ` +
+  `notified AS (SELECT pg_notify('${channel}', sequence_number::text || ':' || shard) FROM ins) ` +
+  `${CAS_MANY_ALL_OR_NOTHING} FROM (SELECT count(*) FROM notified) AS n`;
+
 const CREATE_POSTGRES = (t: string) =>
   `CREATE TABLE IF NOT EXISTS ${t} (shard text NOT NULL, sequence_number bigint NOT NULL, ` +
   `data bytea NOT NULL, PRIMARY KEY (shard, sequence_number))`;
@@ -334,6 +430,11 @@ export function dialectFor(engine: Engine, table: string, notify = false): Diale
     : notifying
     ? CAS_NEXT_POSTGRES_NOTIFY(table, channel)
     : CAS_NEXT_POSTGRES(table);
+  const casMany = cockroach
+    ? CAS_MANY_COCKROACH(table)
+    : notifying
+    ? CAS_MANY_POSTGRES_NOTIFY(table, channel)
+    : CAS_MANY_POSTGRES(table);
   return {
     engine,
     table,
@@ -345,6 +446,7 @@ export function dialectFor(engine: Engine, table: string, notify = false): Diale
     head: statement("head", HEAD(table), ["text"], ["int8", "bytea"]),
     casFirst: statement("cas_first", casFirst, ["text", "bytea"], []),
     casNext: statement("cas_next", casNext, ["text", "int8", "bytea"], []),
+    casMany: statement("cas_many", casMany, ["text", "int8"], ["int8"]),
     scan: statement("scan", SCAN(table), ["text", "int8", "int8"], ["int8", "bytea"]),
     truncate: statement("truncate", TRUNCATE(table), ["text", "int8"], ["int8", "int8"]),
     listKeys: statement("list_keys", LIST_KEYS(table), ["text", "int8"], ["text"]),

@@ -39,3 +39,16 @@ export const MAX_KEY_BYTES = 1024;
  * ```
  */
 export const MAX_DATA_BYTES: number = 16 * 1024 * 1024;
+
+/**
+ * The most entries one {@linkcode Consensus.compareAndSetMany} may hold. The
+ * payloads of all of them together are bounded by {@linkcode MAX_DATA_BYTES}.
+ *
+ * @example Usage
+ * ```ts
+ * import { MAX_MANY_ENTRIES } from "@persist/consensus";
+ *
+ * if (MAX_MANY_ENTRIES !== 128) throw new Error("unexpected");
+ * ```
+ */
+export const MAX_MANY_ENTRIES = 128;

@@ -1,5 +1,5 @@
-import { checkKey, checkLimit, checkSeqno, checkVersion } from "./_validate.ts";
-import type { CasResult, Consensus, VersionedData } from "./types.ts";
+import { checkEntries, checkKey, checkLimit, checkSeqno, checkVersion } from "./_validate.ts";
+import type { CasEntry, CasResult, Consensus, VersionedData } from "./types.ts";
 import { provideWakeSource, WakeHub } from "./_wake.ts";
 
 /**
@@ -96,6 +96,44 @@ export class MemoryConsensus implements Consensus {
       if (log === undefined) this.#logs.set(key, [version]);
       else log.push(version);
       this.#watchers.wake(key, version.seqno);
+      return Promise.resolve("committed");
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  /**
+   * {@inheritDoc Consensus.compareAndSetMany}
+   *
+   * @example Move one unit between two keys, all or nothing
+   * ```ts
+   * import { MemoryConsensus } from "@persist/consensus";
+   *
+   * await using store = new MemoryConsensus();
+   * const result = await store.compareAndSetMany([
+   *   { key: "alice", next: { seqno: 0n, data: Uint8Array.of(9) } },
+   *   { key: "bob", next: { seqno: 0n, data: Uint8Array.of(1) } },
+   * ]);
+   * if (result !== "committed") throw new Error("expected a commit");
+   * ```
+   */
+  compareAndSetMany(entries: readonly CasEntry[]): Promise<CasResult> {
+    try {
+      this.#open("compareAndSetMany");
+      const sorted = checkEntries("compareAndSetMany", entries);
+      // Checked and applied in one synchronous step: one instant.
+      for (const { key, next } of sorted) {
+        const head = this.#logs.get(key)?.at(-1);
+        const expected = head === undefined ? 0n : head.seqno + 1n;
+        if (next.seqno !== expected) return Promise.resolve("mismatch");
+      }
+      for (const { key, next } of sorted) {
+        const version = { seqno: next.seqno, data: next.data.slice() };
+        const log = this.#logs.get(key);
+        if (log === undefined) this.#logs.set(key, [version]);
+        else log.push(version);
+      }
+      for (const { key, next } of sorted) this.#watchers.wake(key, next.seqno);
       return Promise.resolve("committed");
     } catch (error) {
       return Promise.reject(error);

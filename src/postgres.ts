@@ -1,8 +1,9 @@
 import { classify } from "./_classify.ts";
 import { Deadlines, TIMED_OUT } from "./_deadlines.ts";
 import { host, sleep } from "./_runtime.ts";
-import { checkKey, checkLimit, checkSeqno, checkVersion } from "./_validate.ts";
+import { checkEntries, checkKey, checkLimit, checkSeqno, checkVersion } from "./_validate.ts";
 import {
+  CAS_MANY_MISMATCH,
   type Dialect,
   dialectFor,
   type Engine,
@@ -12,7 +13,7 @@ import {
 import { ConsensusError, redactSecrets } from "./errors.ts";
 import type { SqlExecutor, SqlResult, SqlStatement, SqlValue } from "./executor.ts";
 import { MAX_SEQNO } from "./limits.ts";
-import type { CasResult, Consensus, VersionedData } from "./types.ts";
+import type { CasEntry, CasResult, Consensus, VersionedData } from "./types.ts";
 import { provideWakeSource, WakeHub } from "./_wake.ts";
 
 /**
@@ -21,9 +22,16 @@ import { provideWakeSource, WakeHub } from "./_wake.ts";
 export interface PostgresConsensusOptions {
   /**
    * Which engine's statements to run. `"auto"` asks the server's `version()`
-   * and picks `"cockroach"` when it names CockroachDB.
+   * and picks `"cockroach"` when it names CockroachDB; the store reports the
+   * choice as {@linkcode PostgresConsensus.engine}.
    *
    * @default {"auto"}
+   */
+  engine?: "auto" | Engine;
+  /**
+   * The former name of `engine`.
+   *
+   * @deprecated Use `engine`.
    */
   mode?: "auto" | Engine;
   /**
@@ -295,10 +303,19 @@ export class PostgresConsensus implements Consensus {
     executor: SqlExecutor,
     options: PostgresConsensusOptions,
   ): Promise<PostgresConsensus> {
-    const mode = options.mode ?? "auto";
+    if (
+      options.engine !== undefined && options.mode !== undefined &&
+      options.engine !== options.mode
+    ) {
+      throw new RangeError(
+        `Cannot open consensus: engine ${JSON.stringify(options.engine)} and its former name ` +
+          `mode ${JSON.stringify(options.mode)} disagree; give engine only`,
+      );
+    }
+    const mode = options.engine ?? options.mode ?? "auto";
     if (mode !== "auto" && mode !== "postgres" && mode !== "cockroach") {
       throw new RangeError(
-        `Cannot open consensus: mode must be "auto", "postgres" or "cockroach", got ${
+        `Cannot open consensus: engine must be "auto", "postgres" or "cockroach", got ${
           JSON.stringify(mode)
         }`,
       );
@@ -336,7 +353,7 @@ export class PostgresConsensus implements Consensus {
     if (engine === "postgres" && server === "cockroach") {
       throw setup.#refuse(
         'the server is CockroachDB, and the "postgres" statements are proven on Postgres only; ' +
-          'open it with mode "auto" or "cockroach"',
+          'open it with engine "auto" or "cockroach"',
       );
     }
     // The CockroachDB statements lean on serializability (see
@@ -346,7 +363,7 @@ export class PostgresConsensus implements Consensus {
         `the session runs at ${JSON.stringify(isolation)} isolation, and the CockroachDB ` +
           `statements are correct only at "serializable"; set default_transaction_isolation ` +
           `to 'serializable' for this role or connection` +
-          (server === "postgres" ? ', or open it with mode "auto" on Postgres' : ""),
+          (server === "postgres" ? ', or open it with engine "auto" on Postgres' : ""),
       );
     }
     if (engine === "cockroach" && server === "postgres") {
@@ -354,7 +371,7 @@ export class PostgresConsensus implements Consensus {
         "@persist/consensus: running the CockroachDB statements on Postgres, which is for " +
           "testing them: they are linearizable only while every writer of the table runs them " +
           "at SERIALIZABLE (a writer with the Postgres statements, or below SERIALIZABLE, breaks " +
-          'that); use mode "auto" in production',
+          'that); use engine "auto" in production',
       );
     }
     const unresolved = new PostgresConsensus(executor, dialectFor(engine, quoted), settings);
@@ -579,6 +596,56 @@ export class PostgresConsensus implements Consensus {
     } finally {
       if (this.#inflight.get(key) === entry) this.#inflight.delete(key);
     }
+  }
+
+  /**
+   * {@inheritDoc Consensus.compareAndSetMany}
+   *
+   * One statement, one round trip, on both engines; its argument is beside
+   * `CAS_MANY_POSTGRES` in `src/dialect.ts`.
+   *
+   * @example Move money between two accounts, all or nothing
+   * ```ts ignore
+   * const [alice, bob] = [await store.head("alice"), await store.head("bob")];
+   * const result = await store.compareAndSetMany([
+   *   { key: "alice", next: { seqno: alice!.seqno + 1n, data: Uint8Array.of(8) } },
+   *   { key: "bob", next: { seqno: bob!.seqno + 1n, data: Uint8Array.of(2) } },
+   * ]);
+   * console.log(result); // "mismatch" if either moved meanwhile: then nothing was written
+   * ```
+   */
+  async compareAndSetMany(entries: readonly CasEntry[]): Promise<CasResult> {
+    this.#checkOpen("compareAndSetMany");
+    const sorted = checkEntries("compareAndSetMany", entries);
+    // A seqno at or below a key's floor is a sure mismatch for that entry,
+    // and so for all of them (see #floors).
+    for (const { key, next } of sorted) {
+      const floor = this.#floors.get(key);
+      if (floor !== undefined && next.seqno <= floor) return "mismatch";
+    }
+    // Encoded now: the bytes as they are at the call.
+    const json = JSON.stringify(
+      sorted.map(({ key, next }) => ({ k: key, s: String(next.seqno), d: toHex(next.data) })),
+    );
+    return await this.#track(this.#compareAndSetMany(sorted, json));
+  }
+
+  async #compareAndSetMany(sorted: readonly CasEntry[], json: string): Promise<CasResult> {
+    const op = `compareAndSetMany of ${sorted.length} keys from ${JSON.stringify(sorted[0].key)}`;
+    try {
+      await this.#run(op, "", this.#dialect.casMany, [
+        json,
+        BigInt(sorted.length),
+      ]);
+    } catch (error) {
+      if (error instanceof ConsensusError && error.code === CAS_MANY_MISMATCH) return "mismatch";
+      throw error;
+    }
+    for (const { key, next } of sorted) {
+      this.#raiseFloor(key, next.seqno);
+      this.#watchers.wake(key, next.seqno);
+    }
+    return "committed";
   }
 
   /** {@inheritDoc Consensus.scan} */
@@ -820,6 +887,14 @@ function shapeProblem(rows: readonly (readonly SqlValue[])[]): string | undefine
   );
   if (extra !== undefined) return `has column ${extra[2]}, NOT NULL without a default`;
   return undefined;
+}
+
+const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
+
+function toHex(bytes: Uint8Array): string {
+  let out = "";
+  for (let i = 0; i < bytes.length; i++) out += HEX[bytes[i]];
+  return out;
 }
 
 function positiveInteger(name: string, value: unknown): number {

@@ -30,6 +30,23 @@ export interface VersionedData {
 export type CasResult = "committed" | "mismatch";
 
 /**
+ * One entry of {@linkcode Consensus.compareAndSetMany}: append `next` to `key`.
+ *
+ * @example Usage
+ * ```ts
+ * import type { CasEntry } from "@persist/consensus";
+ *
+ * const entry: CasEntry = { key: "accounts/alice", next: { seqno: 4n, data: new Uint8Array([9]) } };
+ * ```
+ */
+export interface CasEntry {
+  /** The key to append to. */
+  readonly key: string;
+  /** The version to append, under the same rule as {@linkcode Consensus.compareAndSet}. */
+  readonly next: VersionedData;
+}
+
+/**
  * A linearizable versioned store: per key, an append-only log of
  * {@linkcode VersionedData} advanced by compare-and-set.
  *
@@ -78,6 +95,22 @@ export interface Consensus extends AsyncDisposable {
    * @throws {ConsensusError} When the store failed; `determinate` says whether the write surely did not happen.
    */
   compareAndSet(key: string, next: VersionedData): Promise<CasResult>;
+
+  /**
+   * Appends to several keys at once, all or nothing: `"committed"` iff the
+   * condition of {@linkcode Consensus.compareAndSet} holds for every entry at
+   * one instant, and then every entry is appended atomically; otherwise
+   * `"mismatch"`, and nothing is appended. Linearizable together with the
+   * single-key operations. Optional for third-party backends;
+   * `MemoryConsensus` and `PostgresConsensus` have it.
+   *
+   * @param entries One entry per key: no key twice, at least one and at most
+   *   `MAX_MANY_ENTRIES`, payloads together at most `MAX_DATA_BYTES`.
+   * @returns `"committed"` when every entry was appended, `"mismatch"` when none was.
+   * @throws {TypeError | RangeError} When an entry is invalid, a key repeats, or the list is empty or too long (before any I/O; nothing written).
+   * @throws {ConsensusError} When the store failed; `determinate` says whether the write surely did not happen.
+   */
+  compareAndSetMany?(entries: readonly CasEntry[]): Promise<CasResult>;
 
   /**
    * Reads the versions of `key` with `seqno >= from`, in ascending order.

@@ -36,15 +36,15 @@ interface OpenOptions {
   adapter?: Adapter;
   notify?: boolean;
   app?: string;
-  mode?: "postgres" | "cockroach";
+  engine?: "postgres" | "cockroach";
   max?: number;
 }
 
 function openStore(table: string, options: OpenOptions = {}): Promise<PostgresConsensus> {
   const app = options.app ?? "watch_test";
   const max = options.max ?? 4;
-  const mode = options.mode ?? "postgres";
-  const serializable = mode === "cockroach";
+  const engine = options.engine ?? "postgres";
+  const serializable = engine === "cockroach";
   const executor = options.adapter === "node-postgres"
     ? fromNodePostgres(
       new PgPool({
@@ -67,7 +67,7 @@ function openStore(table: string, options: OpenOptions = {}): Promise<PostgresCo
     );
   return PostgresConsensus.open(executor, {
     table,
-    mode,
+    engine,
     notify: options.notify ?? false,
     create: false,
     onWarning: () => {},
@@ -492,7 +492,7 @@ dbTest("watch: the CockroachDB statements never LISTEN; their watchers poll", as
       }),
       { owned: true },
     ),
-    { table, mode: "cockroach", notify: true, create: false, onWarning: (m) => warnings.push(m) },
+    { table, engine: "cockroach", notify: true, create: false, onWarning: (m) => warnings.push(m) },
   );
   try {
     assertEquals(store.notify, false, "notify is ignored");
@@ -500,7 +500,7 @@ dbTest("watch: the CockroachDB statements never LISTEN; their watchers poll", as
     const seen = collect(watch(store, "k", { from: 0n, pollIntervalMs: 20 }), 9n, 20_000);
     await sleep(100);
     assertEquals(await listening(app), [], "no LISTEN");
-    const other = await openStore(table, { mode: "cockroach" });
+    const other = await openStore(table, { engine: "cockroach" });
     for (let seqno = 0n; seqno < 10n; seqno++) {
       await other.compareAndSet("k", { seqno, data: bytes(`v${seqno}`) });
     }

@@ -78,6 +78,14 @@ async function windowed(
         if (result === "committed") committed.push(`${next.seqno}:${key}`);
         return result;
       };
+      const compareAndSetMany = store.compareAndSetMany.bind(store);
+      store.compareAndSetMany = async (entries) => {
+        const result = await compareAndSetMany(entries);
+        if (result === "committed") {
+          for (const { key, next } of entries) committed.push(`${next.seqno}:${key}`);
+        }
+        return result;
+      };
     }
   }
   try {
@@ -198,6 +206,67 @@ for (const [mode, level, notify] of cases) {
         assertEquals(first + second, 5, `deleted ${first} + ${second}, expected 5 in all`);
         assertEquals(show(await fast.scan("k", 0n)), "5:B5");
         assertEquals((await slow.head("k"))?.seqno, 5n);
+      });
+    },
+  );
+
+  // CAS_MANY, first-write entry: the same window as the single first write,
+  // with a second key in the same call that must stay untouched.
+  dbTest(
+    `window (${tag}): compareAndSetMany parked before its first write while another commits 0, 1 and truncates 0`,
+    async () => {
+      await windowed(name("many_first"), mode, level, notify, async ({ slow, fast, park }) => {
+        assertEquals(await fast.compareAndSet("y", { seqno: 0n, data: bytes("Y0") }), "committed");
+        await park.arm({ op: "INSERT", seqno: -1n }, { op: "INSERT", seqno: 0n });
+        const parked = slow.compareAndSetMany!([
+          { key: "x", next: { seqno: 0n, data: bytes("SLOW") } },
+          { key: "y", next: { seqno: 1n, data: bytes("SLOW") } },
+        ]);
+        parked.catch(() => {});
+        await park.parked();
+        assertEquals(await fast.compareAndSet("x", { seqno: 0n, data: bytes("B0") }), "committed");
+        assertEquals(await fast.compareAndSet("x", { seqno: 1n, data: bytes("B1") }), "committed");
+        assertEquals(await fast.truncate("x", 1n), 1);
+        await park.release();
+        assertEquals(await parked, "mismatch", "version 0 of x was committed twice");
+        assertEquals(show(await fast.scan("x", 0n)), "1:B1");
+        assertEquals(show(await fast.scan("y", 0n)), "0:Y0", "y was written by a mismatch");
+      });
+    },
+  );
+
+  // CAS_MANY, next-write entries: parked before inserting x's version 2
+  // with x's head locked; another process commits x 2 and 3 and truncates.
+  dbTest(
+    `window (${tag}): compareAndSetMany parked before its next write while another commits it and truncates`,
+    async () => {
+      await windowed(name("many_next"), mode, level, notify, async ({ slow, fast, park }) => {
+        for (const seqno of [0n, 1n]) {
+          assertEquals(
+            await fast.compareAndSet("x", { seqno, data: bytes(`X${seqno}`) }),
+            "committed",
+          );
+        }
+        assertEquals(await fast.compareAndSet("y", { seqno: 0n, data: bytes("Y0") }), "committed");
+        await park.arm({ op: "INSERT", seqno: 2n });
+        const parked = slow.compareAndSetMany!([
+          { key: "x", next: { seqno: 2n, data: bytes("SLOW") } },
+          { key: "y", next: { seqno: 1n, data: bytes("SLOW") } },
+        ]);
+        parked.catch(() => {});
+        await park.parked();
+        assertEquals(await fast.compareAndSet("x", { seqno: 2n, data: bytes("B2") }), "committed");
+        assertEquals(await fast.compareAndSet("x", { seqno: 3n, data: bytes("B3") }), "committed");
+        const truncated = fast.truncate("x", 3n);
+        truncated.catch(() => {});
+        if (mode === "postgres") {
+          assert(await stillPending(truncated, 200), "truncate deleted a row under a lock");
+        }
+        await park.release();
+        assertEquals(await parked, "mismatch", "version 2 of x was committed twice");
+        assertEquals(await truncated, 3);
+        assertEquals(show(await slow.scan("x", 0n)), "3:B3");
+        assertEquals(show(await slow.scan("y", 0n)), "0:Y0", "y was written by a mismatch");
       });
     },
   );

@@ -9,6 +9,10 @@
  * Without `bun` the Bun suite is reported as SKIPPED; that fails the run
  * only when `CI` is set, so that CI never passes without it.
  *
+ * Ctrl-C or SIGTERM stops every child, the server and every process below,
+ * and removes the run's temporary directory (children's `TMPDIR`), which
+ * holds the server's.
+ *
  * `@std/assert` comes from JSR. Where JSR cannot be reached (this project's
  * build machines reach only the npm registry), the tests run with
  * `tests/_offline/import_map.json`, which maps it to a small stand-in over
@@ -18,18 +22,22 @@
  */
 import { importMapArgs } from "./_jsr.ts";
 import { startThrowawayPostgres } from "./postgres_server.ts";
+import { runChild, startRun } from "./_run.ts";
+import { exit } from "./_interrupt.ts";
 
 const extra = Deno.args;
 
 const importMap = await importMapArgs();
 
-let env: Record<string, string> = {};
+const run = await startRun();
+let env: Record<string, string> = { ...run.env };
 let stop = async () => {};
 if (!Deno.env.get("DATABASE_URL")) {
   const server = await startThrowawayPostgres({
     log: (line) => console.error(`[test] ${line}`),
+    tmpDir: run.tmpDir,
   });
-  env = { DATABASE_URL: server.url, PG_BIN: server.binDir };
+  env = { ...env, DATABASE_URL: server.url, PG_BIN: server.binDir };
   stop = () => server.stop();
 }
 
@@ -57,14 +65,15 @@ try {
   ];
   for (const [label, args] of runs) {
     console.error(`[test] deno ${args.join(" ")}   (${label})`);
-    const status = await new Deno.Command(Deno.execPath(), { args, env }).spawn().status;
+    const status = await runChild(Deno.execPath(), args, env);
     if (!status.success) failed = true;
   }
   if (!await runBun(env)) failed = true;
 } finally {
   await stop();
+  await run.close();
 }
-Deno.exit(failed ? 1 : 0);
+await exit(failed ? 1 : 0);
 
 // The Bun suite: conformance through Bun.SQL and porsager under Bun, the
 // Bun entry point and the example Bun service. `--filter` is Deno's and is
@@ -80,7 +89,7 @@ async function runBun(env: Record<string, string>): Promise<boolean> {
   let status: Deno.CommandStatus;
   try {
     console.error(`[test] bun ${args.join(" ")}   (bun suite)`);
-    status = await new Deno.Command("bun", { args, env }).spawn().status;
+    status = await runChild("bun", args, env);
   } catch (error) {
     if (!(error instanceof Deno.errors.NotFound)) throw error;
     const ci = Boolean(Deno.env.get("CI"));

@@ -15,7 +15,7 @@
  * isolation level (`default_transaction_isolation`, a startup parameter),
  * racing first writes on a new key every few milliseconds under truncation.
  * They cycle through Postgres' statements at READ COMMITTED, REPEATABLE
- * READ and SERIALIZABLE, then CockroachDB's statements (`mode:
+ * READ and SERIALIZABLE, then CockroachDB's statements (`engine:
  * "cockroach"`) at the same three; a store that refuses to open at a level
  * is reported as "refused at open".
  * Besides the checker's verdict, each storm round counts double commits:
@@ -92,7 +92,7 @@ export type Isolation = "read committed" | "repeatable read" | "serializable";
 
 /** Whose statements a storm round's stores run, and at which isolation level. */
 export interface StormVariant {
-  /** The store's `mode`. */
+  /** The store's `engine` option: whose statements it runs. */
   readonly engine: "postgres" | "cockroach";
   readonly isolation: Isolation;
 }
@@ -482,7 +482,10 @@ async function runStormRound(
   const quoted = `"${table}"`;
   // The table is created with Postgres' statements: CockroachDB's CREATE
   // TABLE carries a storage parameter Postgres does not know.
-  const creator = await PostgresConsensus.open(fromPostgresJs(admin), { table, mode: "postgres" });
+  const creator = await PostgresConsensus.open(fromPostgresJs(admin), {
+    table,
+    engine: "postgres",
+  });
   await creator.close();
   const pools = Array.from({ length: STORM_STORES }, () =>
     postgres(server.url, {
@@ -496,6 +499,12 @@ async function runStormRound(
       },
     } as postgres.Options<Record<string, never>>));
   const stores: PostgresConsensus[] = [];
+  // Each store warns alike at open (CockroachDB's statements on Postgres): once is enough.
+  const warned = new Set<string>();
+  const warn = (message: string) => {
+    if (!warned.has(message)) log(`  warning: ${message}`);
+    warned.add(message);
+  };
   try {
     for (const sql of pools) {
       const [row] = await sql.unsafe("SHOW transaction_isolation");
@@ -509,7 +518,12 @@ async function runStormRound(
       const executor = fromPostgresJs(sql, { owned: true });
       try {
         stores.push(
-          await PostgresConsensus.open(executor, { table, mode: variant.engine, create: false }),
+          await PostgresConsensus.open(executor, {
+            table,
+            engine: variant.engine,
+            create: false,
+            onWarning: warn,
+          }),
         );
       } catch (error) {
         // Postgres' statements must open at every level; CockroachDB's may

@@ -15,7 +15,7 @@ Runs the torture campaign against a throwaway Postgres of its own: fault
 rounds (the recorded workload under kills, restarts, timeouts, a chaos proxy)
 and fresh-key storm rounds (4 stores x 4 writers + 1 truncator each racing
 first writes on a new key every 4 ms, no faults), cycling through Postgres'
-statements, then CockroachDB's statements (mode "cockroach"), each at READ
+statements, then CockroachDB's statements (engine "cockroach"), each at READ
 COMMITTED, REPEATABLE READ and SERIALIZABLE (a store that refuses to open at
 a level is reported as "refused at open"). Exits 1 on any violation, double
 commit, lost write, undecided key or unexpected error.

@@ -1,8 +1,23 @@
 // Minimal assertions for the conformance suite, with no dependencies, so the
 // suite runs unchanged under Deno, Bun and Node test runners.
 
-/** An assertion in the conformance suite failed. */
+/**
+ * An assertion in the conformance suite failed.
+ *
+ * @example Usage
+ * ```ts
+ * import { ConformanceFailure } from "@persist/consensus/testing";
+ *
+ * const failure = new ConformanceFailure("head: expected 2n, got 1n");
+ * if (failure.name !== "ConformanceFailure") throw new Error("unexpected");
+ * ```
+ */
 export class ConformanceFailure extends Error {
+  /**
+   * Creates a failure.
+   *
+   * @param message What was expected and what happened.
+   */
   constructor(message: string) {
     super(message);
     this.name = "ConformanceFailure";

@@ -1,6 +1,7 @@
-import { MAX_DATA_BYTES, MAX_KEY_BYTES, MAX_SEQNO } from "../limits.ts";
-import type { Consensus, VersionedData } from "../types.ts";
-import { host } from "../_runtime.ts";
+import { MAX_DATA_BYTES, MAX_KEY_BYTES, MAX_MANY_ENTRIES, MAX_SEQNO } from "../limits.ts";
+import type { CasEntry, CasResult, Consensus, VersionedData } from "../types.ts";
+import { host, sleep } from "../_runtime.ts";
+import { acquireLease } from "../lease.ts";
 import { assert, assertEquals, assertRejects, ConformanceFailure } from "./_assert.ts";
 import { raceOnOneKey } from "./race.ts";
 import { update } from "../update.ts";
@@ -31,6 +32,14 @@ export interface ConformanceHarness {
    * @default {150n}
    */
   raceUntil?: bigint;
+  /**
+   * Whether the backend implements the optional `compareAndSetMany`. When
+   * `true` (the default) and it is missing, its cases fail; set `false` to
+   * skip them (they then pass without running).
+   *
+   * @default {true}
+   */
+  many?: boolean;
 }
 
 /** One case of the suite. */
@@ -636,6 +645,175 @@ export const conformanceCases: readonly ConformanceCase[] = [
       }),
   },
   {
+    name: "compareAndSetMany appends to every key or to none",
+    run: (h) =>
+      withMany(h, async (store, many) => {
+        await writeChain(store, "a", 2); // head 1
+        await writeChain(store, "b", 1); // head 0
+        assertEquals(
+          await many([{ key: "a", next: v(2n, "a2") }, { key: "b", next: v(1n, "b1") }]),
+          "committed",
+          "both conditions hold",
+        );
+        assertEquals((await store.head("a"))?.seqno, 2n, "a advanced");
+        assertEquals((await store.head("b"))?.seqno, 1n, "b advanced");
+        assertEquals(
+          await many([
+            { key: "a", next: v(3n, "a3") },
+            { key: "b", next: v(1n, "stale") },
+            { key: "fresh", next: v(0n, "f0") },
+          ]),
+          "mismatch",
+          "b's condition fails",
+        );
+        assertEquals(await store.head("a"), v(2n, "a2"), "a untouched");
+        assertEquals(await store.head("b"), v(1n, "b1"), "b untouched");
+        assertEquals(await store.head("fresh"), undefined, "fresh untouched");
+        // Nothing of the failed call stays behind: the fresh key still takes version 0.
+        assertEquals(await store.compareAndSet("fresh", v(0n, "f0")), "committed", "fresh later");
+        assertEquals(
+          await many([{ key: "new1", next: v(0n, "n") }, { key: "new2", next: v(0n, "m") }]),
+          "committed",
+          "first writes of two keys",
+        );
+        assertEquals(
+          await many([{ key: "new1", next: v(0n, "again") }, { key: "c", next: v(0n, "c") }]),
+          "mismatch",
+          "a first write of a key with data",
+        );
+        assertEquals(await store.head("c"), undefined, "c untouched");
+        assertEquals(await many([{ key: "solo", next: v(0n, "s") }]), "committed", "one entry");
+        assertEquals(await keysOf(store), ["a", "b", "fresh", "new1", "new2", "solo"], "keys");
+      }),
+  },
+  {
+    name: "compareAndSetMany rejects bad input before any I/O",
+    run: (h) =>
+      withMany(h, async (store, many) => {
+        await writeChain(store, "k", 1);
+        const before = await snapshot(store);
+        const tooMany = Array.from(
+          { length: MAX_MANY_ENTRIES + 1 },
+          (_, i): CasEntry => ({ key: `k${i}`, next: v(0n, "x") }),
+        );
+        const bad: [string, () => Promise<CasResult>, new (...args: never[]) => Error, string][] = [
+          ["empty list", () => many([]), RangeError, "must not be empty"],
+          ["too many", () => many(tooMany), RangeError, "above the limit"],
+          [
+            "a key twice",
+            () => many([{ key: "k", next: v(1n, "x") }, { key: "k", next: v(1n, "y") }]),
+            RangeError,
+            "appears twice",
+          ],
+          [
+            "a bad entry",
+            () => many([{ key: "k", next: v(1n, "x") }, { key: "", next: v(0n, "y") }]),
+            RangeError,
+            "must not be empty",
+          ],
+          [
+            "payloads too large together",
+            () =>
+              many([
+                { key: "k", next: { seqno: 1n, data: new Uint8Array(MAX_DATA_BYTES / 2 + 1) } },
+                { key: "j", next: { seqno: 0n, data: new Uint8Array(MAX_DATA_BYTES / 2 + 1) } },
+              ]),
+            RangeError,
+            "together",
+          ],
+          ["not an array", () => many("k" as unknown as CasEntry[]), TypeError, "an array"],
+        ];
+        for (const [what, call, type, includes] of bad) {
+          const error = await assertRejects(call, type, includes, what);
+          assert(error.message.startsWith("Cannot "), `${what}: ${error.message}`);
+        }
+        assertEquals(await snapshot(store), before, "store unchanged");
+      }),
+  },
+  {
+    name: "compareAndSetMany transfers under contention conserve the total",
+    run: (h) =>
+      withMany(h, async (store, many) => {
+        // Four accounts of 100 each; writers move one unit between two of
+        // them with compareAndSetMany, or touch one alone with
+        // compareAndSet (a no-op rewrite), racing. Any partial commit
+        // breaks the total.
+        const accounts = ["acc0", "acc1", "acc2", "acc3"];
+        for (const key of accounts) {
+          assertEquals(await store.compareAndSet(key, v(0n, "100")), "committed", key);
+        }
+        const value = (version: VersionedData | undefined) =>
+          Number(new host.TextDecoder().decode(version!.data));
+        let committed = 0;
+        const writer = async (w: number) => {
+          for (let i = 0; i < 25; i++) {
+            const from = accounts[(w + i) % 4];
+            const to = accounts[(w + i + 1 + (i % 3)) % 4];
+            const [a, b] = [await store.head(from), await store.head(to)];
+            if (i % 5 === 4) {
+              await store.compareAndSet(from, v(a!.seqno + 1n, String(value(a))));
+              continue;
+            }
+            const result = await many([
+              { key: from, next: v(a!.seqno + 1n, String(value(a) - 1)) },
+              { key: to, next: v(b!.seqno + 1n, String(value(b) + 1)) },
+            ]);
+            if (result === "committed") committed++;
+          }
+        };
+        await Promise.all(Array.from({ length: h.writers ?? 8 }, (_, w) => writer(w)));
+        let total = 0;
+        for (const key of accounts) total += value(await store.head(key));
+        assertEquals(total, 400, "units created or destroyed");
+        assert(committed > 0, "no transfer committed");
+      }),
+  },
+  {
+    name: "acquireLease: exclusive while renewed, handed over on release, tokens rise",
+    run: (h) =>
+      withStore(h, async (store) => {
+        const ttlMs = 300;
+        const a = await acquireLease(store, "lease", { holder: "a", ttlMs });
+        const giveUp = new host.AbortController();
+        const timer = host.setTimeout(() => giveUp.abort(new Error("b waited 10 s")), 10_000);
+        let held = false;
+        const waiting = acquireLease(store, "lease", {
+          holder: "b",
+          ttlMs,
+          pollIntervalMs: 20,
+          signal: giveUp.signal,
+        });
+        waiting.then(() => held = true, () => {});
+        try {
+          await sleep(2 * ttlMs);
+          assert(!held, "b acquired while a renewed its lease");
+          assert(!a.signal.aborted, `a lost its lease: ${String(a.signal.reason)}`);
+          await a.release();
+          assert(a.signal.aborted, "release aborts the holder's signal");
+          const b = await waiting;
+          assert(b.token > a.token, `token ${b.token} after ${a.token}`);
+          assertEquals(b.holder, "b", "holder");
+          await b.release();
+        } finally {
+          host.clearTimeout(timer);
+        }
+        // The signal reads the clock: after a pause no timer could run in,
+        // it reads aborted (a runtime whose AbortSignal cannot be extended
+        // would fail here).
+        const c = await acquireLease(store, "lease", { holder: "c", ttlMs: 100 });
+        const until = host.performance.now() + 150;
+        while (host.performance.now() < until) { /* a pause */ }
+        assert(c.signal.aborted, "the signal reads aborted after its deadline");
+        await c.release();
+        await store.compareAndSet("foreign", v(0n, "not a lease"));
+        await assertRejects(
+          () => acquireLease(store, "foreign", { holder: "a", ttlMs }),
+          TypeError,
+          'Cannot acquire lease "foreign": version 0 is not a lease record',
+        );
+      }),
+  },
+  {
     name: "watch ends when the store closes",
     run: async (h) => {
       const store = await h.open();
@@ -662,6 +840,24 @@ export const conformanceCases: readonly ConformanceCase[] = [
     },
   },
 ];
+
+// Runs a compareAndSetMany case: fails when the backend should have the
+// method and does not; passes without running when the harness says it has
+// none.
+async function withMany(
+  h: ConformanceHarness,
+  fn: (store: Consensus, many: (entries: CasEntry[]) => Promise<CasResult>) => Promise<void>,
+): Promise<void> {
+  if (h.many === false) return;
+  await withStore(h, async (store) => {
+    const method = store.compareAndSetMany;
+    assert(
+      typeof method === "function",
+      "compareAndSetMany is missing; set `many: false` in the harness if the backend has none",
+    );
+    await fn(store, (entries) => method.call(store, entries));
+  });
+}
 
 /**
  * Registers every conformance case with a test runner.

@@ -23,3 +23,9 @@ export {
 } from "./conformance.ts";
 export { raceOnOneKey, type RaceOptions, type RaceReport } from "./race.ts";
 export { ConformanceFailure } from "./_assert.ts";
+export {
+  type ScriptedCall,
+  ScriptedExecutor,
+  type ScriptedExecutorOptions,
+  type ScriptedHandler,
+} from "./scripted.ts";

@@ -1,0 +1,223 @@
+// The core's own decisions, without a server: a scripted executor answers,
+// and each test counts what the store sent. Runs in milliseconds.
+import { assert, assertEquals, assertInstanceOf, assertRejects } from "@std/assert";
+import { ConsensusError, PostgresConsensus, SqlError } from "../mod.ts";
+import { ScriptedExecutor } from "../src/testing/mod.ts";
+
+const data = new Uint8Array([1]);
+const row = (seqno: bigint) => ({ rows: [[seqno, data]], rowCount: 1 });
+const inserted = { rows: [], rowCount: 1 };
+const nothing = { rows: [], rowCount: 0 };
+
+function deferred<T>() {
+  let resolve!: (value: T) => void;
+  const promise = new Promise<T>((r) => resolve = r);
+  return { promise, resolve };
+}
+
+async function open(executor: ScriptedExecutor, options = {}) {
+  return await PostgresConsensus.open(executor, { create: false, ...options });
+}
+
+Deno.test("core: head reads of one key in one turn share one statement; later turns send again", async () => {
+  const executor = new ScriptedExecutor().on("head", () => row(3n));
+  const store = await open(executor);
+  const reads = await Promise.all([store.head("k"), store.head("k"), store.head("k")]);
+  assertEquals(reads.map((r) => r?.seqno), [3n, 3n, 3n]);
+  assertEquals(executor.sent("head"), 1);
+  // Each caller gets its own bytes.
+  reads[0]!.data[0] = 9;
+  assertEquals(reads[1]!.data[0], 1);
+  await store.head("k");
+  await Promise.all([store.head("a"), store.head("b")]);
+  assertEquals(executor.sent("head"), 4, "a later turn, and other keys, send their own");
+  await store.close();
+});
+
+Deno.test("core: a compareAndSet queued behind the same seqno in flight loses without a round trip", async () => {
+  const gate = deferred<void>();
+  const executor = new ScriptedExecutor().on("cas_next", async () => {
+    await gate.promise;
+    return inserted;
+  });
+  const store = await open(executor);
+  const first = store.compareAndSet("k", { seqno: 5n, data });
+  const second = store.compareAndSet("k", { seqno: 5n, data });
+  await new Promise((resolve) => setTimeout(resolve, 5));
+  assertEquals(executor.sent("cas_next"), 1, "the second waits for the first");
+  gate.resolve();
+  assertEquals(await first, "committed");
+  assertEquals(await second, "mismatch");
+  assertEquals(executor.sent("cas_next"), 1, "the loser sent nothing");
+  await store.close();
+});
+
+Deno.test("core: a queued compareAndSet runs itself when the one ahead lost", async () => {
+  let calls = 0;
+  const executor = new ScriptedExecutor().on("cas_next", () => ++calls === 1 ? nothing : inserted);
+  const store = await open(executor);
+  const [a, b] = await Promise.all([
+    store.compareAndSet("k", { seqno: 5n, data }),
+    store.compareAndSet("k", { seqno: 5n, data }),
+  ]);
+  assertEquals([a, b], ["mismatch", "committed"]);
+  assertEquals(executor.sent("cas_next"), 2);
+  await store.close();
+});
+
+Deno.test("core: the floor answers sure mismatches locally, and a head read corrects it, even downward", async () => {
+  let head = 7n;
+  const executor = new ScriptedExecutor()
+    .on("cas_next", () => inserted)
+    .on("head", () => row(head));
+  const store = await open(executor);
+  assertEquals(await store.compareAndSet("k", { seqno: 7n, data }), "committed");
+  assertEquals(await store.compareAndSet("k", { seqno: 7n, data }), "mismatch");
+  assertEquals(await store.compareAndSet("k", { seqno: 3n, data }), "mismatch");
+  assertEquals(executor.sent("cas_next"), 1, "at or below the floor: nothing sent");
+  head = 1n; // rows rewritten outside the library
+  assertEquals((await store.head("k"))?.seqno, 1n);
+  assertEquals(await store.compareAndSet("k", { seqno: 2n, data }), "committed");
+  assertEquals(executor.sent("cas_next"), 2, "after the read, the store asks the server");
+  await store.close();
+});
+
+Deno.test("core: an empty head read forgets the floor", async () => {
+  const executor = new ScriptedExecutor()
+    .on("cas_first", () => inserted)
+    .on("head", () => nothing);
+  const store = await open(executor);
+  assertEquals(await store.compareAndSet("k", { seqno: 0n, data }), "committed");
+  assertEquals(await store.compareAndSet("k", { seqno: 0n, data }), "mismatch");
+  assertEquals(executor.sent("cas_first"), 1);
+  assertEquals(await store.head("k"), undefined); // the key was deleted outside
+  assertEquals(await store.compareAndSet("k", { seqno: 0n, data }), "committed");
+  assertEquals(executor.sent("cas_first"), 2);
+  await store.close();
+});
+
+Deno.test("core: floors are bounded and evict the least recently set key", async () => {
+  const executor = new ScriptedExecutor().on("cas_first", () => inserted);
+  const store = await open(executor);
+  for (let i = 0; i <= 10_000; i++) await store.compareAndSet(`k${i}`, { seqno: 0n, data });
+  assertEquals(executor.sent("cas_first"), 10_001);
+  // k0 was evicted by the 10,001st key: its sure mismatch now asks the server.
+  await store.compareAndSet("k0", { seqno: 0n, data });
+  assertEquals(executor.sent("cas_first"), 10_002);
+  // k10000 is remembered.
+  await store.compareAndSet("k10000", { seqno: 0n, data });
+  assertEquals(executor.sent("cas_first"), 10_002);
+  await store.close();
+});
+
+Deno.test("core: serialization failures are retried until maxAttempts, then determinate", async () => {
+  const executor = new ScriptedExecutor().on("cas_next", () => {
+    throw new SqlError("could not serialize access", { code: "40001" });
+  });
+  const store = await open(executor, { maxAttempts: 4 });
+  const error = await assertRejects(
+    () => store.compareAndSet("k", { seqno: 1n, data }),
+    ConsensusError,
+  ) as ConsensusError;
+  assertEquals(executor.sent("cas_next"), 4);
+  assertEquals(error.determinate, true);
+  assertEquals(error.code, "40001");
+  assert(error.message.includes("after 4 attempts"), error.message);
+  await store.close();
+});
+
+Deno.test("core: retries stop at the deadline, not at maxAttempts", async () => {
+  const executor = new ScriptedExecutor().on("cas_next", () => {
+    throw new SqlError("deadlock detected", { code: "40P01" });
+  });
+  const store = await open(executor, { maxAttempts: 1_000_000, timeoutMs: 150 });
+  const started = performance.now();
+  const error = await assertRejects(
+    () => store.compareAndSet("k", { seqno: 1n, data }),
+    ConsensusError,
+  ) as ConsensusError;
+  const elapsed = performance.now() - started;
+  assert(elapsed < 1_000, `gave up after ${elapsed} ms`);
+  assert(executor.sent("cas_next") < 1_000, `${executor.sent("cas_next")} attempts`);
+  assertEquals(error.determinate, true, "every attempt surely rolled back");
+  await store.close();
+});
+
+Deno.test("core: a statement that outlives the timeout is an indeterminate error, and its signal aborts", async () => {
+  const never = new Promise<never>(() => {});
+  let aborted = false;
+  const executor = new ScriptedExecutor().on("cas_next", (call) => {
+    call.options?.signal?.addEventListener("abort", () => aborted = true);
+    return never;
+  });
+  const store = await open(executor, { timeoutMs: 60 });
+  const error = await assertRejects(
+    () => store.compareAndSet("k", { seqno: 1n, data }),
+    ConsensusError,
+  ) as ConsensusError;
+  assertEquals(error.determinate, false);
+  assert(error.message.includes("timed out after 60 ms and may have taken effect"), error.message);
+  assert(aborted, "the executor was told to cancel");
+  await store.close();
+});
+
+Deno.test("core: compareAndSetMany reads 22012 as a mismatch and raises every key's floor on commit", async () => {
+  let result: "commit" | "mismatch" = "mismatch";
+  const executor = new ScriptedExecutor().on("cas_many", () => {
+    if (result === "mismatch") throw new SqlError("division by zero", { code: "22012" });
+    return { rows: [[1n]], rowCount: 1 };
+  });
+  const store = await open(executor);
+  const entries = [
+    { key: "b", next: { seqno: 3n, data } },
+    { key: "a", next: { seqno: 0n, data } },
+  ];
+  assertEquals(await store.compareAndSetMany(entries), "mismatch");
+  result = "commit";
+  assertEquals(await store.compareAndSetMany(entries), "committed");
+  const sent = JSON.parse(String(executor.calls.at(-1)!.params[0]));
+  assertEquals(sent.map((e: { k: string }) => e.k), ["a", "b"], "keys sorted");
+  assertEquals(executor.calls.at(-1)!.params[1], 2n);
+  assertEquals(await store.compareAndSet("b", { seqno: 3n, data }), "mismatch");
+  assertEquals(await store.compareAndSetMany(entries), "mismatch", "below a floor");
+  assertEquals(executor.sent("cas_many"), 2, "floors answered the last two");
+  await store.close();
+});
+
+Deno.test("core: close waits for operations in flight, refuses later ones, returns one promise", async () => {
+  const gate = deferred<void>();
+  const executor = new ScriptedExecutor().on("cas_next", async () => {
+    await gate.promise;
+    return inserted;
+  });
+  const store = await open(executor);
+  const pending = store.compareAndSet("k", { seqno: 1n, data });
+  const closing = store.close();
+  assert(store.close() === closing, "one promise");
+  await assertRejects(() => store.head("k"), TypeError, "closed");
+  assertEquals(executor.closed, false, "not before the operation ends");
+  gate.resolve();
+  assertEquals(await pending, "committed");
+  await closing;
+  assertEquals(executor.closed, true);
+});
+
+Deno.test("core: open refuses CockroachDB below SERIALIZABLE and closes the executor", async () => {
+  const executor = new ScriptedExecutor({
+    version: "CockroachDB CCL v24.1.0 (scripted)",
+    isolation: "read committed",
+  });
+  const error = await assertRejects(() => open(executor), ConsensusError) as ConsensusError;
+  assertInstanceOf(error, ConsensusError);
+  assertEquals(error.determinate, true);
+  assert(error.message.includes("postgres://scripted@127.0.0.1:5432/test"), error.message);
+  assert(error.message.includes('"read committed"'), error.message);
+  assertEquals(executor.closed, true);
+  const serializable = new ScriptedExecutor({
+    version: "CockroachDB CCL v24.1.0 (scripted)",
+    isolation: "serializable",
+  });
+  const store = await open(serializable);
+  assertEquals(store.engine, "cockroach");
+  await store.close();
+});
