@@ -396,6 +396,35 @@ dbTest(
   },
 );
 
+dbTest(
+  "watch: compareAndSetMany from another notifying store wakes the watchers of every key",
+  async () => {
+    const table = "watch_many_keys";
+    await freshTable(table);
+    const writer = await openStore(table, { notify: true });
+    const store = await openStore(table);
+    try {
+      const runs = ["a", "b", "c"].map((key) =>
+        collect(watch(store, key, { from: 0n, ...NEVER_POLL }), 9n, 20_000)
+      );
+      await sleep(200);
+      for (let seqno = 0n; seqno < 10n; seqno++) {
+        const entries = ["a", "b", "c"].map((key) => ({
+          key,
+          next: { seqno, data: bytes(`${key}${seqno}`) },
+        }));
+        assertEquals(await writer.compareAndSetMany(entries), "committed");
+        // A mismatch notifies nothing and appends nothing.
+        assertEquals(await writer.compareAndSetMany(entries), "mismatch");
+      }
+      for (const run of runs) assertGapless(await run, 0n, "every key");
+    } finally {
+      await writer.close();
+      await store.close();
+    }
+  },
+);
+
 dbTest("watch: `from` in the past replays, then continues with new versions", async () => {
   const table = "watch_replay";
   await freshTable(table);
