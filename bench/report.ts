@@ -6,6 +6,10 @@
  * markdown tables (ratios beside absolute numbers: on a noisy machine only
  * the ratios carry over) and written as JSON to `bench/results/`.
  *
+ * Workloads: uncontended and contended compare-and-set (and under Bun),
+ * two-key transfers with compareAndSetMany beside single-key
+ * compare-and-set, scan, truncate and listKeys.
+ *
  * Flags: `--seconds N` per run (default 3), `--rounds N` interleaved rounds
  * (default 2; at least 2 for the first-write growth), `--quick` (1 s, 1 round,
  * fewer sizes, first writes up to 5,000 keys instead of 100,000: a smoke run),
@@ -39,6 +43,7 @@ import {
   TABLE,
   type Target,
 } from "./_targets.ts";
+import { transfers } from "./_transfers.ts";
 import { updateWithCounter } from "./_update.ts";
 
 const args = Deno.args;
@@ -103,7 +108,12 @@ async function headOf(key: string): Promise<bigint> {
   return BigInt(rows[0].h);
 }
 
-const results: Record<string, unknown[]> = { uncontended: [], contended: [], reads: [] };
+const results: Record<string, unknown[]> = {
+  uncontended: [],
+  contended: [],
+  transfers: [],
+  reads: [],
+};
 const target: Target = await postgresJsTarget(url, 20);
 
 // ---- Uncontended: W workers, each on its own key, head then CAS(head + 1),
@@ -376,6 +386,26 @@ out(
   "\n`vs. 1 writer`: committed/s over the single-writer read-then-CAS rate of the library in one process " +
     "(for raw and pgbench rows: over their own single-writer rate).",
 );
+
+// ---- Two-key transfers with compareAndSetMany beside single-key compare-and-set.
+{
+  const raw = postgres(url, { max: 16, onnotice: () => {} });
+  results.transfers.push(
+    ...await transfers({
+      store: target.store,
+      raw,
+      dialect,
+      seed,
+      workers: 16,
+      accounts: 8,
+      ms,
+      rounds,
+      out,
+      progress,
+    }),
+  );
+  await raw.end({ timeout: 1 });
+}
 
 // ---- Reads and maintenance.
 out("\n## scan, truncate, listKeys\n");

@@ -2,15 +2,28 @@
 // known, and on histories recorded from the in-memory reference store (always
 // linearizable) and from deliberately broken stores (never, under load).
 import { assert, assertEquals } from "@std/assert";
-import { checkHistory } from "../torture/checker.ts";
-import type { Entry, Op, Outcome, Version } from "../torture/history.ts";
+import { checkHistory, describeEntries } from "../torture/checker.ts";
+import {
+  type Entry,
+  History,
+  type Op,
+  type Outcome,
+  payloadText,
+  type Version,
+} from "../torture/history.ts";
 import {
   LaggyReadConsensus,
+  NonAtomicManyConsensus,
+  SnapshotManyConsensus,
+  SnapshotManyPostgres,
   SplitStatementConsensus,
   YieldingMemoryConsensus,
 } from "../torture/broken.ts";
 import { connect, dbTest } from "./_db.ts";
-import { MemoryConsensus } from "../mod.ts";
+import { type Consensus, MemoryConsensus, PostgresConsensus } from "../mod.ts";
+import { fromPostgresJs } from "../src/adapters/postgres_js.ts";
+import { checkManyDurable, type DurableRow } from "../torture/multi_key.ts";
+import { runTransfers, seededRandom } from "../torture/transfers.ts";
 import { runWorkload } from "../torture/workload.ts";
 
 // A tiny builder: [process, op, call, ret, outcome]; ret null = unknown.
@@ -300,6 +313,354 @@ dbTest("checker: a Postgres store that reads the head, then inserts, is caught",
     console.log(`  ${result.keys[0].reason?.split("\n")[0]}`);
     await sql.unsafe("DROP TABLE broken_split_statements");
   } finally {
+    await sql.end();
+  }
+});
+
+// ---- Compare-and-sets of several keys (torture/multi_key.ts).
+
+// [process, key, op, call, ret, outcome]; ret null = unknown. A casMany's key
+// is its first entry's key.
+type KeyedRow = [number, string, Op, number, number | null, Outcome];
+function keyed(rows: KeyedRow[]): Entry[] {
+  return rows.map(([process, key, op, call, ret, outcome], id) => ({
+    id,
+    process,
+    key,
+    op,
+    call,
+    ret: ret ?? Infinity,
+    outcome,
+  }));
+}
+const many = (...entries: [string, number, string][]): Op => ({
+  kind: "casMany",
+  entries: entries.map(([key, seqno, data]) => ({ key, seqno: BigInt(seqno), data })),
+});
+function verdictOf(rows: KeyedRow[]): { status: string; reasons: string[] } {
+  const result = checkHistory(keyed(rows));
+  return {
+    status: result.status,
+    reasons: result.keys.filter((k) => k.reason).map((k) => k.reason!.split("\n")[0]),
+  };
+}
+// Version 0 of a and b, committed by one call before anything else.
+const setup: KeyedRow = [9, "a", many(["a", 0, "a0"], ["b", 0, "b0"]), 0, 1, committed];
+
+Deno.test("checker: compareAndSetMany histories that are linearizable", () => {
+  // Committed, then seen on both keys.
+  assertEquals(
+    verdictOf([
+      setup,
+      [0, "a", head, 2, 3, ok(v(0, "a0"))],
+      [0, "a", many(["a", 1, "ma"], ["b", 1, "mb"]), 4, 5, committed],
+      [1, "b", head, 6, 7, ok(v(1, "mb"))],
+      [1, "a", scan(0), 8, 9, ok([v(0, "a0"), v(1, "ma")])],
+    ]).status,
+    "ok",
+  );
+  // A mismatch that one key explains: b's seqno 1 was taken during the call.
+  assertEquals(
+    verdictOf([
+      setup,
+      [1, "b", cas(1, "x"), 2, 6, committed],
+      [0, "a", many(["a", 1, "ma"], ["b", 1, "mb"]), 3, 5, mismatch],
+      [1, "b", head, 7, 8, ok(v(1, "x"))],
+      [1, "a", head, 9, 10, ok(v(0, "a0"))],
+    ]).status,
+    "ok",
+  );
+  // A mismatch on a stale seqno: a was at 1 before the call.
+  assertEquals(
+    verdictOf([
+      setup,
+      [1, "a", cas(1, "y"), 2, 3, committed],
+      [0, "a", many(["a", 1, "ma"], ["b", 1, "mb"]), 4, 5, mismatch],
+    ]).status,
+    "ok",
+  );
+  // An unknown outcome a read of one key shows, then a read of the other.
+  assertEquals(
+    verdictOf([
+      setup,
+      [0, "a", many(["a", 1, "ma"], ["b", 1, "mb"]), 2, null, unknown],
+      [1, "b", head, 3, 4, ok(v(0, "b0"))],
+      [1, "a", head, 5, 6, ok(v(1, "ma"))],
+      [1, "b", head, 7, 8, ok(v(1, "mb"))],
+    ]).status,
+    "ok",
+  );
+  // An unknown outcome that never happened: another write took b's seqno, so
+  // it is left out on a too.
+  assertEquals(
+    verdictOf([
+      setup,
+      [0, "a", many(["a", 1, "ma"], ["b", 1, "mb"]), 2, null, unknown],
+      [1, "b", cas(1, "x"), 3, 4, committed],
+      [1, "a", cas(1, "y"), 5, 6, committed],
+    ]).status,
+    "ok",
+  );
+  // A first write of a fresh key inside a call.
+  assertEquals(
+    verdictOf([
+      setup,
+      [0, "a", many(["a", 1, "ma"], ["fresh", 0, "f0"]), 2, 3, committed],
+      [1, "fresh", cas(0, "g0"), 4, 5, mismatch],
+      [1, "fresh", head, 6, 7, ok(v(0, "f0"))],
+    ]).status,
+    "ok",
+  );
+});
+
+Deno.test("checker: compareAndSetMany histories that are not linearizable", () => {
+  // A read after the call completed misses one of its keys.
+  assertEquals(
+    verdictOf([
+      setup,
+      [0, "a", many(["a", 1, "ma"], ["b", 1, "mb"]), 2, 3, committed],
+      [1, "b", head, 4, 5, ok(v(0, "b0"))],
+    ]).status,
+    "violation",
+  );
+  // It and a single-key write were both told they committed b's seqno 1.
+  const double = verdictOf([
+    setup,
+    [0, "a", many(["a", 1, "ma"], ["b", 1, "mb"]), 2, 5, committed],
+    [1, "b", cas(1, "x"), 3, 4, committed],
+  ]);
+  assertEquals(double.status, "violation");
+  assert(double.reasons.some((r) => r.includes("seqno 1 committed")), double.reasons.join("; "));
+  // Told "mismatch" while every condition held throughout the call.
+  const held = verdictOf([
+    setup,
+    [0, "a", many(["a", 1, "ma"], ["b", 1, "mb"]), 2, 3, mismatch],
+  ]);
+  assertEquals(held.status, "violation");
+  assert(held.reasons.some((r) => r.includes("every entry's")), held.reasons.join("; "));
+  // Only b's condition could have failed (an unknown write of its seqno 1
+  // was in flight), but a mismatch of b's seqno 2 after the call shows b
+  // was still at 0 then: that write had not landed, so b cannot explain it.
+  const explained: KeyedRow[] = [
+    setup,
+    [1, "b", cas(1, "w"), 2, null, unknown],
+    [0, "a", many(["a", 1, "ma"], ["b", 1, "mb"]), 3, 10, mismatch],
+  ];
+  assertEquals(verdictOf(explained).status, "ok");
+  assertEquals(
+    verdictOf([...explained, [2, "b", cas(2, "z"), 11, 12, mismatch]]).status,
+    "violation",
+  );
+  // A read of a payload of a call told "mismatch".
+  assertEquals(
+    verdictOf([
+      setup,
+      [1, "b", cas(1, "x"), 2, 6, committed],
+      [0, "a", many(["a", 1, "ma"], ["b", 1, "mb"]), 3, 5, mismatch],
+      [1, "a", head, 7, 8, ok(v(1, "ma"))],
+    ]).status,
+    "violation",
+  );
+  // An unknown outcome a read of a shows, while b's seqno went to another write.
+  const half = verdictOf([
+    setup,
+    [0, "a", many(["a", 1, "ma"], ["b", 1, "mb"]), 2, null, unknown],
+    [1, "b", cas(1, "x"), 3, 4, committed],
+    [1, "a", head, 5, 6, ok(v(1, "ma"))],
+  ]);
+  assertEquals(half.status, "violation");
+  assert(half.reasons.some((r) => r.includes("some keys only")), half.reasons.join("; "));
+  // No single instant: a read of a saw it and completed before a read of b,
+  // invoked later, saw b without it. Each key alone is linearizable.
+  const skew: KeyedRow[] = [
+    setup,
+    [0, "a", many(["a", 1, "ma"], ["b", 1, "mb"]), 2, 20, committed],
+    [1, "a", head, 5, 6, ok(v(1, "ma"))],
+  ];
+  assertEquals(verdictOf([...skew, [1, "b", head, 7, 8, ok(v(1, "mb"))]]).status, "ok");
+  const skewed = verdictOf([...skew, [1, "b", head, 7, 8, ok(v(0, "b0"))]]);
+  assertEquals(skewed.status, "violation");
+  assert(skewed.reasons.some((r) => r.includes("no single instant")), skewed.reasons.join("; "));
+});
+
+Deno.test("checker: compareAndSetMany in the durable state, all or nothing", () => {
+  const entries = keyed([
+    setup,
+    [0, "a", many(["a", 1, "ma"], ["b", 1, "mb"]), 2, 3, committed],
+    [1, "a", many(["a", 2, "ua"], ["b", 2, "ub"]), 4, null, unknown],
+    [2, "a", many(["a", 2, "xa"], ["c", 0, "xc"]), 5, 6, mismatch],
+  ]);
+  const row = (key: string, seqno: number, data: string) => ({ key, seqno: BigInt(seqno), data });
+  const check = (rows: ReturnType<typeof row>[]) =>
+    checkManyDurable(entries, rows).map((v) => v.reason);
+  // Whole: the unknown one landed on both keys, or on neither.
+  const base = [row("a", 0, "a0"), row("a", 1, "ma"), row("b", 0, "b0"), row("b", 1, "mb")];
+  assertEquals(check([...base, row("a", 2, "ua"), row("b", 2, "ub")]), []);
+  assertEquals(check(base), []);
+  // Markers (seqno -1) are not versions.
+  assertEquals(check([...base, row("c", -1, "")]), []);
+  // Truncated away since: either way.
+  assertEquals(check([row("a", 2, "ua"), row("b", 3, "other")]), []);
+  // Half of the unknown one.
+  assert(check([...base, row("a", 2, "ua")])[0].includes("lacks b seqno 2"));
+  // A committed one lost an entry.
+  assert(check([row("a", 0, "a0"), row("a", 1, "ma"), row("b", 0, "b0")])[0].includes("told"));
+  // A payload of the mismatched one, anywhere.
+  assert(check([...base, row("c", 0, "xc")])[0].includes("mismatch"));
+});
+
+// A store's rows, as the durable check reads them.
+async function rowsOf(store: Consensus): Promise<DurableRow[]> {
+  const rows: DurableRow[] = [];
+  for await (const key of store.listKeys()) {
+    for (const v of await store.scan(key, 0n)) {
+      rows.push({ key, seqno: v.seqno, data: payloadText(v.data) });
+    }
+  }
+  return rows;
+}
+
+// Records the setup call (version 0 of a and b) and one compareAndSetMany of
+// a and b at seqno 1, with `between` recording what the test runs inside it.
+async function oneCall(
+  store: Consensus,
+  history: History,
+): Promise<Outcome> {
+  const setupCall = await history.runMany(store, 9, [
+    { key: "a", seqno: 0n, data: "a0" },
+    { key: "b", seqno: 0n, data: "b0" },
+  ]);
+  assertEquals(setupCall, committed);
+  return await history.runMany(store, 0, [
+    { key: "a", seqno: 1n, data: "ma" },
+    { key: "b", seqno: 1n, data: "mb" },
+  ]);
+}
+
+Deno.test("checker: a compareAndSetMany applied one entry at a time is caught", async () => {
+  {
+    // Between a and b, a reader sees a written, then b not yet.
+    const history = new History();
+    const inner = new MemoryConsensus();
+    const store = new NonAtomicManyConsensus(inner, async () => {
+      await history.run(inner, 1, "a", { kind: "head" });
+      await history.run(inner, 1, "b", { kind: "head" });
+    });
+    assertEquals(await oneCall(store, history), committed);
+    const result = checkHistory(history.entries);
+    assertEquals(result.status, "violation");
+    assert(
+      result.keys.some((k) => k.reason?.includes("no single instant")),
+      describeEntries(history.entries),
+    );
+  }
+  {
+    // Between a and b, another writer takes b's seqno: a mismatch that left
+    // a written, in reads and in the table.
+    const history = new History();
+    const inner = new MemoryConsensus();
+    const store = new NonAtomicManyConsensus(inner, async () => {
+      await history.run(inner, 1, "b", { kind: "cas", seqno: 1n, data: "x" });
+      await history.run(inner, 1, "a", { kind: "head" });
+    });
+    assertEquals(await oneCall(store, history), mismatch);
+    assertEquals(checkHistory(history.entries).status, "violation");
+    const durable = checkManyDurable(history.entries, await rowsOf(inner));
+    assert(
+      durable.some((v) => v.reason.includes('"mismatch"')),
+      durable.map((v) => v.reason).join("; "),
+    );
+  }
+});
+
+Deno.test("checker: a compareAndSetMany checked on a snapshot, without locks, is caught", async () => {
+  // Between the check and the writes, another writer takes a's seqno 1.
+  const history = new History();
+  const store: SnapshotManyConsensus = new SnapshotManyConsensus(async () => {
+    await history.run(store, 1, "a", { kind: "cas", seqno: 1n, data: "x" });
+  });
+  assertEquals(await oneCall(store, history), committed);
+  const result = checkHistory(history.entries);
+  assertEquals(result.status, "violation");
+  assert(result.keys.some((k) => k.reason?.includes("seqno 1 committed")), result.keys[0].reason);
+});
+
+Deno.test("checker: broken compareAndSetMany stores are caught under the transfer workload", async () => {
+  // Fixed seeds: the same mix every run. The reference store passes the
+  // same workload.
+  const run = async (store: Consensus, seed: number) => {
+    const { history } = await runTransfers([store], {
+      operations: 3_000,
+      durationMs: 10_000,
+      random: seededRandom(seed),
+      transferersPerStore: 8,
+      writersPerStore: 4,
+      truncatorsPerStore: 2,
+    });
+    return {
+      verdict: checkHistory(history.entries).status,
+      durable: checkManyDurable(history.entries, await rowsOf(store)).length,
+    };
+  };
+  for (const seed of [1, 2, 3]) {
+    assertEquals(await run(new MemoryConsensus(), seed), { verdict: "ok", durable: 0 }, "memory");
+    const nonAtomic = await run(new NonAtomicManyConsensus(new MemoryConsensus()), seed);
+    assertEquals(nonAtomic.verdict, "violation", "one entry at a time");
+    assert(nonAtomic.durable > 0, "one entry at a time: the table shows it too");
+    assertEquals((await run(new SnapshotManyConsensus(), seed)).verdict, "violation", "snapshot");
+  }
+});
+
+dbTest("checker: a Postgres compareAndSetMany that trusts an unlocked read is caught", async () => {
+  const sql = connect({ max: 16 });
+  const table = "many_broken_snapshot";
+  try {
+    await sql.unsafe(`DROP TABLE IF EXISTS ${table}`);
+    const open = () => PostgresConsensus.open(fromPostgresJs(sql), { table, engine: "postgres" });
+    {
+      // Between its read and its insert, another store commits a's seqno 1.
+      const other = await open();
+      const history = new History();
+      const store = new SnapshotManyPostgres(await open(), sql, table, async () => {
+        await history.run(other, 1, "a", { kind: "cas", seqno: 1n, data: "x" });
+      });
+      assertEquals(await oneCall(store, history), committed);
+      const result = checkHistory(history.entries);
+      assertEquals(result.status, "violation");
+      const rows = await sql.unsafe(
+        `SELECT shard, sequence_number, data FROM ${table} WHERE sequence_number >= 0`,
+      );
+      const durable = checkManyDurable(
+        history.entries,
+        rows.map((r) => ({
+          key: r.shard,
+          seqno: BigInt(r.sequence_number),
+          data: payloadText(r.data),
+        })),
+      );
+      assert(
+        durable.some((v) => v.reason.includes("lacks a seqno 1")),
+        durable.map((v) => v.reason).join("; "),
+      );
+      console.log(`  ${result.keys.find((k) => k.status === "violation")?.reason?.split("\n")[0]}`);
+    }
+    {
+      // Racing, with no help: 4 stores of 4 transferers, writers and truncators.
+      await sql.unsafe(`DROP TABLE IF EXISTS ${table}`);
+      const stores = [];
+      for (let i = 0; i < 4; i++) stores.push(new SnapshotManyPostgres(await open(), sql, table));
+      const { history } = await runTransfers(stores, {
+        operations: 2_000,
+        durationMs: 20_000,
+        transferersPerStore: 4,
+        random: seededRandom(11),
+      });
+      const result = checkHistory(history.entries);
+      assertEquals(result.status, "violation");
+      console.log(`  ${result.keys.find((k) => k.status === "violation")?.reason?.split("\n")[0]}`);
+    }
+  } finally {
+    await sql.unsafe(`DROP TABLE IF EXISTS ${table}`).catch(() => {});
     await sql.end();
   }
 });

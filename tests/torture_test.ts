@@ -2,7 +2,8 @@
 // Postgres of its own (the restart faults need to own the server), every
 // fault kind injected, the history checked for linearizability, and
 // acknowledged writes checked after crashes; then a short fresh-key storm at
-// each isolation level. `deno task torture` runs the long version.
+// each isolation level; then compareAndSetMany transfers at each level and
+// under faults. `deno task torture` runs the long version.
 import { assert, assertEquals } from "@std/assert";
 import {
   formatReport,
@@ -72,5 +73,72 @@ Deno.test({
         assert(figures.firstWrites >= 1_000, `${name}: only ${figures.firstWrites} first writes`);
       }
     }
+  },
+});
+
+Deno.test({
+  name: "torture: compareAndSetMany transfers at each isolation level, all or nothing",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    // 3 s per variant that opens, as the storm above: Postgres' statements
+    // at the three levels and CockroachDB's at SERIALIZABLE.
+    const report = await runCampaign({
+      durationMs: 12_000,
+      stormShare: 0,
+      transferShare: 1,
+      transferRoundMs: 3_000,
+      log: () => {},
+    });
+    console.log(formatReport(report, "tests/torture_test.ts (short transfers)"));
+    for (const failure of report.failures) console.log(`FAILURE: ${failure}`);
+    assertEquals(report.violations, 0, "linearizability violations");
+    assertEquals(report.manyAtomicity, 0, "compareAndSetMany not all or nothing in the table");
+    assertEquals(report.conservationErrors, 0, "balances that do not add up");
+    assertEquals(report.writesLost, 0, "acknowledged writes lost");
+    assertEquals(report.undecided, 0, "keys the checker could not decide");
+    assertEquals(report.unexpectedErrors, 0, "errors other than ConsensusError/RangeError");
+    for (const variant of STORM_VARIANTS) {
+      const name = stormVariantName(variant);
+      const figures = report.transfers.find((f) => f.label === name);
+      assert(figures !== undefined, `no transfer round for ${name}`);
+      if (variant.engine === "cockroach" && variant.isolation !== "serializable") {
+        assertEquals(figures.rounds, 0, `${name} opened; it must be refused at open`);
+        assert(figures.refusedAtOpen > 0, `${name} was not refused at open`);
+      } else {
+        assert(figures.rounds > 0, `${name} did not run`);
+        assert(figures.many.committed >= 50, `${name}: ${figures.many.committed} committed`);
+        assert(figures.many.mismatched >= 20, `${name}: ${figures.many.mismatched} mismatched`);
+        assert(figures.manyFirstWrites >= 20, `${name}: ${figures.manyFirstWrites} first writes`);
+      }
+    }
+  },
+});
+
+Deno.test({
+  name: "torture: compareAndSetMany transfers under every fault kind, all or nothing",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const report = await runCampaign({
+      durationMs: 20_000,
+      roundMs: 20_000,
+      stormShare: 0,
+      faultWorkloads: ["transfers"],
+      faultIntervalMs: [150, 500],
+      log: () => {},
+    });
+    console.log(formatReport(report, "tests/torture_test.ts (transfers under faults)"));
+    for (const failure of report.failures) console.log(`FAILURE: ${failure}`);
+    assertEquals(report.violations, 0, "linearizability violations");
+    assertEquals(report.manyAtomicity, 0, "compareAndSetMany not all or nothing in the table");
+    assertEquals(report.conservationErrors, 0, "balances that do not add up");
+    assertEquals(report.writesLost, 0, "acknowledged writes lost");
+    assertEquals(report.undecided, 0, "keys the checker could not decide");
+    assertEquals(report.unexpectedErrors, 0, "errors other than ConsensusError/RangeError");
+    const figures = report.transfers.find((f) => f.label === "faults");
+    assert(figures !== undefined && figures.rounds >= 1, "no transfer round under faults");
+    assert(figures.many.committed >= 100, `${figures.many.committed} committed`);
+    assert(figures.many.unknown > 0, "no compareAndSetMany ended indeterminate");
   },
 });

@@ -9,12 +9,12 @@
 import { importMapArgs } from "./_jsr.ts";
 
 const map = await importMapArgs();
-const everything = ["mod.ts", "src/", "tests/", "examples/", "bench/", "tools/"];
+const everything = ["mod.ts", "src/", "tests/", "examples/", "bench/", "tools/", "torture/"];
 // Files that only Bun runs (`bun:test`, the `Bun` global): Deno cannot
 // resolve their imports. The adapters and the entry point they exercise are
 // checked here, with everything else.
 const bunOnly = (path: string) =>
-  path.startsWith("tests/bun/") || /^(examples|bench)\/bun_/.test(path);
+  path.startsWith("tests/bun/") || /^(examples|bench|torture)\/bun_/.test(path);
 async function files(path: string): Promise<string[]> {
   const info = await Deno.stat(path).catch(() => undefined);
   if (!info) return []; // not there yet

@@ -13,10 +13,36 @@
  *   writers ever commit one seqno; only the real-time order breaks, which
  *   only the search finds.
  *
+ * Compare-and-sets of several keys, broken (single-key operations correct):
+ *
+ * - {@linkcode NonAtomicManyConsensus}: applies the entries one by one,
+ *   each with the store's own compareAndSet, and stops at the first
+ *   mismatch: a reader can see one key written and another not yet, and a
+ *   mismatch leaves the earlier entries behind.
+ * - {@linkcode SnapshotManyConsensus}: in memory, checks every condition on
+ *   a copy of the heads, yields (a round trip), then appends every entry
+ *   without looking again: two racers both commit one seqno.
+ * - {@linkcode SnapshotManyPostgres}: on Postgres, reads the heads in one
+ *   statement, without locks, then inserts every row with
+ *   `ON CONFLICT DO NOTHING` in a second one and reports "committed"
+ *   without counting what landed: a row another writer committed in
+ *   between is skipped, so the call is half applied and says it is whole.
+ *
+ * Each takes a `between` hook, run between its check and its writes (or
+ * between two entries), so a test can put a competing operation exactly
+ * there.
+ *
  * @module
  */
 import type postgres from "postgres";
-import { type CasResult, type Consensus, ConsensusError, type VersionedData } from "../mod.ts";
+import {
+  type CasEntry,
+  type CasResult,
+  type Consensus,
+  ConsensusError,
+  MemoryConsensus,
+  type VersionedData,
+} from "../mod.ts";
 
 /** A store whose compareAndSet is two statements, on a table with no key. */
 export class SplitStatementConsensus implements Consensus {
@@ -227,5 +253,204 @@ export class LaggyReadConsensus implements Consensus {
   /** Same as close. */
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
+  }
+}
+
+/** Runs between a broken compareAndSetMany's steps (see the module comment). */
+export type BetweenHook = (entries: readonly CasEntry[], step: number) => Promise<void>;
+
+/** Passes single-key operations through to `inner`. */
+abstract class PassThrough implements Consensus {
+  protected readonly inner: Consensus;
+
+  constructor(inner: Consensus) {
+    this.inner = inner;
+  }
+
+  /** Passed through. */
+  head(key: string): Promise<VersionedData | undefined> {
+    return this.inner.head(key);
+  }
+
+  /** Passed through. */
+  compareAndSet(key: string, next: VersionedData): Promise<CasResult> {
+    return this.inner.compareAndSet(key, next);
+  }
+
+  /** Passed through. */
+  scan(key: string, from: bigint, limit?: number): Promise<VersionedData[]> {
+    return this.inner.scan(key, from, limit);
+  }
+
+  /** Passed through. */
+  truncate(key: string, seqno: bigint): Promise<number> {
+    return this.inner.truncate(key, seqno);
+  }
+
+  /** Passed through. */
+  listKeys(): AsyncIterable<string> {
+    return this.inner.listKeys();
+  }
+
+  /** Closes the inner store. */
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+
+  /** Same as close. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}
+
+/** A correct store whose compareAndSetMany is a loop of compareAndSet calls. */
+export class NonAtomicManyConsensus extends PassThrough {
+  readonly #between: BetweenHook;
+
+  /** Wraps `inner`; `between` runs after each entry but the last. */
+  constructor(inner: Consensus, between: BetweenHook = () => Promise.resolve()) {
+    super(inner);
+    this.#between = between;
+  }
+
+  /** One entry at a time, stopping at the first mismatch: the bug. */
+  async compareAndSetMany(entries: readonly CasEntry[]): Promise<CasResult> {
+    for (let i = 0; i < entries.length; i++) {
+      if (i > 0) await this.#between(entries, i);
+      const { key, next } = entries[i];
+      if (await this.inner.compareAndSet(key, next) === "mismatch") return "mismatch";
+    }
+    return "committed";
+  }
+}
+
+/** In memory: correct single-key operations, compareAndSetMany checked on a snapshot. */
+export class SnapshotManyConsensus extends PassThrough {
+  readonly #logs = new Map<string, VersionedData[]>();
+  readonly #between: BetweenHook;
+
+  /** `between` runs after the check and before the writes; by default it yields. */
+  constructor(between: BetweenHook = () => new Promise((resolve) => setTimeout(resolve, 0))) {
+    super(new MemoryConsensus());
+    this.#between = between;
+  }
+
+  /** The latest version. */
+  override head(key: string): Promise<VersionedData | undefined> {
+    return Promise.resolve(this.#logs.get(key)?.at(-1));
+  }
+
+  /** Checked and appended in one step (correct). */
+  override compareAndSet(key: string, next: VersionedData): Promise<CasResult> {
+    const head = this.#logs.get(key)?.at(-1);
+    if (next.seqno !== (head === undefined ? 0n : head.seqno + 1n)) {
+      return Promise.resolve("mismatch");
+    }
+    this.#append(key, next);
+    return Promise.resolve("committed");
+  }
+
+  /** Checks every head, yields, then appends every entry without a second look: the bug. */
+  async compareAndSetMany(entries: readonly CasEntry[]): Promise<CasResult> {
+    for (const { key, next } of entries) {
+      const head = this.#logs.get(key)?.at(-1);
+      if (next.seqno !== (head === undefined ? 0n : head.seqno + 1n)) return "mismatch";
+    }
+    await this.#between(entries, 0);
+    for (const { key, next } of entries) this.#append(key, next);
+    return "committed";
+  }
+
+  #append(key: string, next: VersionedData): void {
+    const log = this.#logs.get(key) ?? [];
+    log.push({ seqno: next.seqno, data: next.data.slice() });
+    this.#logs.set(key, log);
+  }
+
+  /** Versions from `from`. */
+  override scan(key: string, from: bigint, limit?: number): Promise<VersionedData[]> {
+    const found = (this.#logs.get(key) ?? []).filter((v) => v.seqno >= from);
+    return Promise.resolve(found.slice(0, limit ?? found.length));
+  }
+
+  /** Deletes below `seqno`, never the head. */
+  override truncate(key: string, seqno: bigint): Promise<number> {
+    const log = this.#logs.get(key);
+    const head = log?.at(-1);
+    if (log === undefined || head === undefined || seqno > head.seqno) {
+      return Promise.reject(new RangeError(`Cannot truncate ${JSON.stringify(key)}`));
+    }
+    const keep = log.filter((v) => v.seqno >= seqno);
+    this.#logs.set(key, keep);
+    return Promise.resolve(log.length - keep.length);
+  }
+
+  /** Every key. */
+  override async *listKeys(): AsyncIterable<string> {
+    for (const key of [...this.#logs.keys()].sort()) yield key;
+  }
+}
+
+/**
+ * On Postgres: single-key operations through a correct store on `table`,
+ * compareAndSetMany as two unlocked statements in one READ COMMITTED
+ * transaction.
+ */
+export class SnapshotManyPostgres extends PassThrough {
+  readonly #sql: postgres.Sql;
+  readonly #table: string;
+  readonly #between: BetweenHook;
+
+  /**
+   * @param inner A correct store on `table`, for the single-key operations.
+   * @param sql A pool on the same database.
+   * @param table The table's name, unquoted.
+   * @param between Runs after the heads are read and before the insert.
+   */
+  constructor(
+    inner: Consensus,
+    sql: postgres.Sql,
+    table: string,
+    between: BetweenHook = () => Promise.resolve(),
+  ) {
+    super(inner);
+    this.#sql = sql;
+    this.#table = `"${table.replaceAll('"', '""')}"`;
+    this.#between = between;
+  }
+
+  /** Reads the heads, then inserts and trusts that every row landed: the bug. */
+  async compareAndSetMany(entries: readonly CasEntry[]): Promise<CasResult> {
+    const keys = entries.map((e) => e.key);
+    try {
+      return await this.#sql.begin(async (tx) => {
+        const rows = await tx.unsafe(
+          `SELECT k, (SELECT max(sequence_number) FROM ${this.#table} ` +
+            `WHERE shard = k AND sequence_number >= 0)::text AS head FROM unnest($1::text[]) AS k`,
+          [keys],
+        );
+        const heads = new Map(rows.map((r) => [r.k as string, r.head as string | null]));
+        for (const { key, next } of entries) {
+          const head = heads.get(key);
+          if (next.seqno !== (head === null || head === undefined ? 0n : BigInt(head) + 1n)) {
+            return "mismatch" as const;
+          }
+        }
+        await this.#between(entries, 0);
+        for (const { key, next } of entries) {
+          await tx.unsafe(
+            `INSERT INTO ${this.#table} (shard, sequence_number, data) VALUES ($1, $2, $3) ` +
+              `ON CONFLICT DO NOTHING`,
+            [key, String(next.seqno), next.data],
+          );
+        }
+        return "committed" as const;
+      });
+    } catch (error) {
+      throw new ConsensusError(`broken store failed: ${String(error)}`, {
+        determinate: false,
+        cause: error,
+      });
+    }
   }
 }

@@ -21,6 +21,14 @@
  * Besides the checker's verdict, each storm round counts double commits:
  * a (key, seqno) acknowledged as committed to two different writes.
  *
+ * Transfer rounds (`torture/transfers.ts`) race compare-and-sets of several
+ * keys against single-key writers and truncators: without faults on four
+ * stores at one isolation level, cycling through the same variants as the
+ * storms; and, when `faultWorkloads` says so, as the workload of fault
+ * rounds. Besides the checker's verdict, each checks that every
+ * compareAndSetMany is all or nothing in the table at the end (and after
+ * each immediate shutdown), and that the accounts' balances still add up.
+ *
  * @module
  */
 import postgres from "postgres";
@@ -29,9 +37,18 @@ import { fromPostgresJs } from "../src/adapters/postgres_js.ts";
 import { startThrowawayPostgres, type ThrowawayPostgres } from "../tools/postgres_server.ts";
 import { checkHistory, describeEntries } from "./checker.ts";
 import { FAULT_KINDS, type FaultKind, runFaults } from "./faults.ts";
-import { type Entry, History, parseHistory, payloadText, serializeHistory } from "./history.ts";
+import {
+  type Entry,
+  History,
+  keysOf,
+  parseHistory,
+  payloadText,
+  serializeHistory,
+} from "./history.ts";
+import { checkManyDurable, type DurableRow, type ManyStats } from "./multi_key.ts";
 import { ChaosProxy, type ProxyStats } from "./proxy.ts";
 import { findDoubleCommits, runStorm } from "./storm.ts";
+import { balance, runTransfers, type TransferResult } from "./transfers.ts";
 import { runWorkload } from "./workload.ts";
 
 /** Options for {@linkcode runCampaign}. */
@@ -85,6 +102,28 @@ export interface CampaignOptions {
   stormMaxOps?: number;
   /** Storm variants, cycled through. @default {STORM_VARIANTS} */
   stormVariants?: readonly StormVariant[];
+  /**
+   * The share of rounds that are transfer rounds without faults (0 to 1),
+   * scheduled between the storms; where both fall on one round, the storm
+   * runs.
+   *
+   * @default {0}
+   */
+  transferShare?: number;
+  /** Workload time per transfer round. @default {20_000} */
+  transferRoundMs?: number;
+  /** Operations per transfer round at most. @default {300_000} */
+  transferMaxOps?: number;
+  /** Transfer round variants, cycled through. @default {STORM_VARIANTS} */
+  transferVariants?: readonly StormVariant[];
+  /**
+   * The workloads fault rounds cycle through: `"mix"` is
+   * `torture/workload.ts` (keys and runtimes cycle within it), `"transfers"`
+   * is `torture/transfers.ts` on the same four pools (Deno only).
+   *
+   * @default {["mix"]}
+   */
+  faultWorkloads?: readonly ("mix" | "transfers")[];
 }
 
 /** An isolation level, as `default_transaction_isolation` spells it. */
@@ -145,6 +184,34 @@ export interface StormFigures {
   writesLost: number;
 }
 
+/** What the transfer rounds of one kind found. */
+export interface TransferFigures {
+  /** `faults` for transfers under faults, else the variant's name. */
+  readonly label: string;
+  /** Rounds whose stores opened and ran. */
+  rounds: number;
+  /** Rounds whose stores refused to open at this isolation level. */
+  refusedAtOpen: number;
+  /** The refusal, as the store said it (the last one). */
+  refusal?: string;
+  workloadMs: number;
+  ops: number;
+  /** compareAndSetMany calls by outcome. */
+  many: { committed: number; mismatched: number; unknown: number; failed: number };
+  /** Of those, calls that carried a first write of a fresh key. */
+  manyFirstWrites: number;
+  /** Mismatches only one key could explain, checked there as mismatches. */
+  mismatchOnOneKey: number;
+  /** Keys or calls whose history is not linearizable (must be 0). */
+  violations: number;
+  /** compareAndSetMany calls not all or nothing in the table (must be 0). */
+  atomicity: number;
+  /** Rounds whose balances did not add up to the start's (must be 0). */
+  conservation: number;
+  /** Acknowledged single-key commits missing or changed (must be 0). */
+  writesLost: number;
+}
+
 /** The figures a campaign reports. */
 export interface CampaignReport {
   rounds: number;
@@ -177,6 +244,12 @@ export interface CampaignReport {
   storm: StormFigures[];
   /** Double commits in storm rounds, all variants (must be 0). */
   doubleCommits: number;
+  /** Transfer rounds' figures, per kind that had a round. */
+  transfers: TransferFigures[];
+  /** compareAndSetMany calls not all or nothing in the table, all rounds (must be 0). */
+  manyAtomicity: number;
+  /** Transfer rounds whose balances did not add up (must be 0). */
+  conservationErrors: number;
 }
 
 const APPLICATION_NAME = "torture";
@@ -213,6 +286,9 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRep
     failures: [],
     storm: [],
     doubleCommits: 0,
+    transfers: [],
+    manyAtomicity: 0,
+    conservationErrors: 0,
   };
   const stormShare = options.stormShare ?? 0.25;
   if (!(stormShare >= 0 && stormShare <= 1)) {
@@ -221,6 +297,14 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRep
     );
   }
   const variants = options.stormVariants ?? STORM_VARIANTS;
+  const transferShare = options.transferShare ?? 0;
+  if (!(transferShare >= 0 && transferShare <= 1)) {
+    throw new RangeError(
+      `Cannot run the campaign: transferShare must be in [0, 1], got ${transferShare}`,
+    );
+  }
+  const transferVariants = options.transferVariants ?? STORM_VARIANTS;
+  const faultWorkloads = options.faultWorkloads ?? ["mix"];
   const server = await startThrowawayPostgres({ log: (line) => log(`[server] ${line}`) });
   // A driver's stray rejected promise (porsager's cancel() connection
   // reset during a fault, which the adapters discard with `void`) would end
@@ -250,7 +334,9 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRep
       const [sync] = await admin.unsafe("SHOW synchronous_commit");
       report.settings = { fsync: fsync.fsync, synchronousCommit: sync.synchronous_commit };
       let faultRounds = 0;
+      let mixRounds = 0;
       let stormRounds = 0;
+      let transferRounds = 0;
       // Bounded in count too: a storm round refused at open takes no time.
       for (let i = 0; report.workloadMs < options.durationMs && i < MAX_ROUNDS; i++) {
         const remaining = options.durationMs - report.workloadMs;
@@ -268,11 +354,29 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRep
           report.roundsByRuntime.storm = (report.roundsByRuntime.storm ?? 0) + 1;
           continue;
         }
-        const keys = keysCycle[faultRounds % keysCycle.length];
+        // Half a round out of step with the storms, so that equal shares interleave.
+        if (Math.floor((i + 1) * transferShare + 0.5) > Math.floor(i * transferShare + 0.5)) {
+          const variant = transferVariants[transferRounds++ % transferVariants.length];
+          await runTransferRound(server, admin, report, {
+            round: report.rounds,
+            variant,
+            ms: Math.min(options.transferRoundMs ?? 20_000, remaining),
+            maxOps: options.transferMaxOps ?? 300_000,
+            log,
+            saveDir: options.saveDir ?? ".tmp",
+          });
+          report.rounds++;
+          report.roundsByRuntime.transfers = (report.roundsByRuntime.transfers ?? 0) + 1;
+          continue;
+        }
+        const workload = faultWorkloads[faultRounds++ % faultWorkloads.length];
+        const keys = keysCycle[mixRounds % keysCycle.length];
         const runtimes = options.runtimes ?? ["deno"];
         // Cycle keys fastest, then runtimes, so each runtime sees each key count.
-        const runtime = runtimes[Math.floor(faultRounds / keysCycle.length) % runtimes.length];
-        faultRounds++;
+        const runtime = workload === "transfers"
+          ? "deno"
+          : runtimes[Math.floor(mixRounds / keysCycle.length) % runtimes.length];
+        if (workload === "mix") mixRounds++;
         const ms = Math.min(roundMs, remaining);
         await runRound(server, admin, report, {
           round: report.rounds,
@@ -285,9 +389,11 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRep
           saveDir: options.saveDir ?? ".tmp",
           pipeline: options.pipeline ?? false,
           runtime,
+          workload,
         });
         report.rounds++;
-        report.roundsByRuntime[runtime] = (report.roundsByRuntime[runtime] ?? 0) + 1;
+        const label = workload === "transfers" ? "deno transfers" : runtime;
+        report.roundsByRuntime[label] = (report.roundsByRuntime[label] ?? 0) + 1;
       }
     } finally {
       await admin.end({ timeout: 1 });
@@ -313,6 +419,7 @@ interface RoundOptions {
   saveDir: string;
   pipeline: boolean;
   runtime: "deno" | "bun";
+  workload: "mix" | "transfers";
 }
 
 async function runRound(
@@ -357,6 +464,9 @@ async function runRound(
   const storeFor = (client: number) => stores[layout[client % layout.length]];
 
   const history = new History();
+  const transfers = options.workload === "transfers"
+    ? transferFiguresFor(report, "faults")
+    : undefined;
   let acknowledgedAtCrash: Entry[] = [];
   const controller = new AbortController();
   const faults = runFaults({
@@ -380,6 +490,12 @@ async function runRound(
       if (mode !== "immediate") return;
       const found = await verifyDurable(admin, quoted, acknowledgedAtCrash, log);
       addDurability(report, found);
+      if (options.workload === "transfers") {
+        // Every compareAndSetMany recorded so far is all or nothing after the crash.
+        const broken = checkManyDurable(history.entries, await readVersions(admin, quoted));
+        reportAtomicity(report, round, broken, log);
+        if (transfers !== undefined) transfers.atomicity += broken.length;
+      }
     },
   }, {
     signal: controller.signal,
@@ -389,15 +505,28 @@ async function runRound(
   });
 
   const started = performance.now();
+  const clientsNote = options.workload === "transfers"
+    ? `transfers, 4 stores x (3 transferers, 1 writer, 1 truncator)`
+    : `${options.clients} clients, ${options.keys} key(s)`;
   log(
-    `round ${round} (${options.runtime}): ${options.clients} clients, ${options.keys} key(s), ${
-      (options.ms / 1000).toFixed(0)
-    } s, faults every ${options.faultIntervalMs.join("-")} ms`,
+    `round ${round} (${options.runtime}): ${clientsNote}, ${(options.ms / 1000).toFixed(0)} s, ` +
+      `faults every ${options.faultIntervalMs.join("-")} ms`,
   );
+  let transferred: TransferResult | undefined;
   if (bun) {
     history.entries.push(
       ...await runBunWorkload(server.url, proxyUrl, table, options),
     );
+  } else if (options.workload === "transfers") {
+    transferred = await runTransfers(stores, {
+      operations: options.maxOps,
+      durationMs: options.ms,
+      history,
+      transferersPerStore: 3,
+      writersPerStore: 1,
+      truncatorsPerStore: 1,
+      errorPauseMs: 20,
+    });
   } else {
     await runWorkload(storeFor, {
       clients: options.clients,
@@ -424,14 +553,23 @@ async function runRound(
     log,
   );
   addDurability(report, final);
+  // compareAndSetMany calls are all or nothing in the table, and the balances add up.
+  const rows = transferred !== undefined ? await readVersions(admin, quoted) : [];
   for (const store of stores) await store.close().catch(() => {});
 
   const result = await checkRound(report, history.entries, round, options.saveDir);
+  let transferNote = "";
+  if (transfers !== undefined && transferred !== undefined) {
+    addTransfers(report, transfers, transferred, rows, result, final.lost, round, log);
+    transferNote = `${describeMany(transferred)}; `;
+  }
   const counts = Object.entries(roundFaults).map(([k, v]) => `${k} ${v}`).join(", ");
   log(
     `round ${round}: ${history.entries.length} ops, ${
       history.entries.filter((e) => e.outcome.type === "unknown").length
-    } unknown; faults: ${counts}; check ${result.status} in ${result.elapsedMs.toFixed(0)} ms`,
+    } unknown; ${transferNote}faults: ${counts}; check ${result.status} in ${
+      result.elapsedMs.toFixed(0)
+    } ms`,
   );
   await admin.unsafe(`DROP TABLE IF EXISTS ${quoted}`).catch(() => {});
 }
@@ -480,60 +618,21 @@ async function runStormRound(
   }
   const table = `torture_${round}`;
   const quoted = `"${table}"`;
-  // The table is created with Postgres' statements: CockroachDB's CREATE
-  // TABLE carries a storage parameter Postgres does not know.
-  const creator = await PostgresConsensus.open(fromPostgresJs(admin), {
+  const { pools, stores, refusal } = await openAtLevel(
+    server,
+    admin,
     table,
-    engine: "postgres",
-  });
-  await creator.close();
-  const pools = Array.from({ length: STORM_STORES }, () =>
-    postgres(server.url, {
-      max: STORM_WRITERS + 1,
-      onnotice: () => {},
-      connect_timeout: 5,
-      max_pipeline: 0,
-      connection: {
-        application_name: APPLICATION_NAME,
-        default_transaction_isolation: variant.isolation,
-      },
-    } as postgres.Options<Record<string, never>>));
-  const stores: PostgresConsensus[] = [];
-  // Each store warns alike at open (CockroachDB's statements on Postgres): once is enough.
-  const warned = new Set<string>();
-  const warn = (message: string) => {
-    if (!warned.has(message)) log(`  warning: ${message}`);
-    warned.add(message);
-  };
+    variant,
+    STORM_STORES,
+    STORM_WRITERS + 1,
+    log,
+  );
   try {
-    for (const sql of pools) {
-      const [row] = await sql.unsafe("SHOW transaction_isolation");
-      if (row.transaction_isolation !== variant.isolation) {
-        throw new Error(
-          `Storm round ${round}: asked for ${variant.isolation}, the session runs at ${row.transaction_isolation}`,
-        );
-      }
-    }
-    for (const sql of pools) {
-      const executor = fromPostgresJs(sql, { owned: true });
-      try {
-        stores.push(
-          await PostgresConsensus.open(executor, {
-            table,
-            engine: variant.engine,
-            create: false,
-            onWarning: warn,
-          }),
-        );
-      } catch (error) {
-        // Postgres' statements must open at every level; CockroachDB's may
-        // refuse any level but SERIALIZABLE, which they assume.
-        if (variant.engine === "postgres" || variant.isolation === "serializable") throw error;
-        figures.refusedAtOpen++;
-        figures.refusal = error instanceof Error ? error.message : String(error);
-        log(`round ${round} (storm, ${name}): refused at open: ${figures.refusal}`);
-        return;
-      }
+    if (refusal !== undefined) {
+      figures.refusedAtOpen++;
+      figures.refusal = refusal;
+      log(`round ${round} (storm, ${name}): refused at open: ${figures.refusal}`);
+      return;
     }
     log(
       `round ${round} (storm, ${name}): ${STORM_STORES} stores x ${STORM_WRITERS} writers + ` +
@@ -585,6 +684,226 @@ async function runStormRound(
   }
 }
 
+// Stores, and clients per store, in a transfer round without faults: four
+// pools stand for four processes.
+const TRANSFER_STORES = 4;
+const TRANSFERERS = 3;
+
+async function runTransferRound(
+  server: ThrowawayPostgres,
+  admin: postgres.Sql,
+  report: CampaignReport,
+  options: StormRoundOptions,
+): Promise<void> {
+  const { round, variant, log } = options;
+  const name = stormVariantName(variant);
+  const figures = transferFiguresFor(report, name);
+  const table = `torture_${round}`;
+  const quoted = `"${table}"`;
+  const { pools, stores, refusal } = await openAtLevel(
+    server,
+    admin,
+    table,
+    variant,
+    TRANSFER_STORES,
+    TRANSFERERS + 3,
+    log,
+  );
+  try {
+    if (refusal !== undefined) {
+      figures.refusedAtOpen++;
+      figures.refusal = refusal;
+      log(`round ${round} (transfers, ${name}): refused at open: ${refusal}`);
+      return;
+    }
+    log(
+      `round ${round} (transfers, ${name}): ${TRANSFER_STORES} stores x (${TRANSFERERS} ` +
+        `transferers, 1 writer, 1 truncator), ${(options.ms / 1000).toFixed(0)} s`,
+    );
+    const transferred = await runTransfers(stores, {
+      operations: options.maxOps,
+      durationMs: options.ms,
+      transferersPerStore: TRANSFERERS,
+      writersPerStore: 1,
+      truncatorsPerStore: 1,
+    });
+    const entries = transferred.history.entries;
+    report.workloadMs += transferred.elapsedMs;
+    const found = await verifyDurable(admin, quoted, entries.filter(isAcknowledgedCommit), log);
+    addDurability(report, found);
+    const rows = await readVersions(admin, quoted);
+    const result = await checkRound(report, entries, round, options.saveDir);
+    addTransfers(report, figures, transferred, rows, result, found.lost, round, log);
+    log(
+      `round ${round} (transfers, ${name}): ${entries.length} ops; ${
+        describeMany(transferred)
+      }; ${result.violations} violations; check ${result.status} in ${
+        result.elapsedMs.toFixed(0)
+      } ms`,
+    );
+  } finally {
+    for (const store of stores) await store.close().catch(() => {});
+    await Promise.all(pools.map((sql) => sql.end({ timeout: 1 }).catch(() => {})));
+    await admin.unsafe(`DROP TABLE IF EXISTS ${quoted}`).catch(() => {});
+  }
+}
+
+function transferFiguresFor(report: CampaignReport, label: string): TransferFigures {
+  let figures = report.transfers.find((f) => f.label === label);
+  if (figures === undefined) {
+    report.transfers.push(
+      figures = {
+        label,
+        rounds: 0,
+        refusedAtOpen: 0,
+        workloadMs: 0,
+        ops: 0,
+        many: { committed: 0, mismatched: 0, unknown: 0, failed: 0 },
+        manyFirstWrites: 0,
+        mismatchOnOneKey: 0,
+        violations: 0,
+        atomicity: 0,
+        conservation: 0,
+        writesLost: 0,
+      },
+    );
+  }
+  return figures;
+}
+
+function describeMany(transferred: TransferResult): string {
+  const m = transferred.many;
+  return `compareAndSetMany committed ${m.committed}, mismatch ${m.mismatched}, ` +
+    `unknown ${m.unknown}, failed ${m.failed} (${transferred.manyFirstWrites} with a first write)`;
+}
+
+// Adds a transfer round to its figures: the checker's, the table's (every
+// compareAndSetMany all or nothing), and the balances' total, read from the
+// heads of the accounts in `rows`.
+function addTransfers(
+  report: CampaignReport,
+  figures: TransferFigures,
+  transferred: TransferResult,
+  rows: readonly DurableRow[],
+  result: { violations: number; many: ManyStats },
+  lost: number,
+  round: number,
+  log: (line: string) => void,
+): void {
+  const entries = transferred.history.entries;
+  figures.rounds++;
+  figures.workloadMs += transferred.elapsedMs;
+  figures.ops += entries.length;
+  for (const k of ["committed", "mismatched", "unknown", "failed"] as const) {
+    figures.many[k] += transferred.many[k];
+  }
+  figures.manyFirstWrites += transferred.manyFirstWrites;
+  figures.mismatchOnOneKey += result.many.mismatchOnOneKey;
+  figures.violations += result.violations;
+  figures.writesLost += lost;
+  const broken = checkManyDurable(entries, rows);
+  figures.atomicity += broken.length;
+  reportAtomicity(report, round, broken, log);
+  const heads = new Map<string, DurableRow>();
+  for (const row of rows) {
+    const head = heads.get(row.key);
+    if (head === undefined || row.seqno > head.seqno) heads.set(row.key, row);
+  }
+  let total = 0;
+  for (const account of transferred.accounts) {
+    const head = heads.get(account);
+    total += head === undefined ? NaN : balance(head);
+  }
+  if (total !== transferred.expectedTotal) {
+    figures.conservation++;
+    report.conservationErrors++;
+    report.failures.push(
+      `round ${round}: the balances add up to ${total}, not ${transferred.expectedTotal}`,
+    );
+    log(`  CONSERVATION: the balances add up to ${total}, not ${transferred.expectedTotal}`);
+  }
+}
+
+function reportAtomicity(
+  report: CampaignReport,
+  round: number,
+  broken: readonly { keys: readonly string[]; reason: string; witness: readonly Entry[] }[],
+  log: (line: string) => void,
+): void {
+  report.manyAtomicity += broken.length;
+  for (const violation of broken.slice(0, 5)) {
+    const text = `round ${round}: ${violation.reason}\n${describeEntries(violation.witness)}`;
+    report.failures.push(text);
+    log(`  ATOMICITY: ${violation.reason}`);
+  }
+}
+
+// Opens `count` stores of `variant` on pools of `connections` whose sessions
+// run at its isolation level, on a new `table`. Postgres' statements must
+// open at every level; CockroachDB's may refuse any level but SERIALIZABLE,
+// which they assume: that refusal is returned, the stores opened so far
+// with it. The caller closes the stores and ends the pools.
+async function openAtLevel(
+  server: ThrowawayPostgres,
+  admin: postgres.Sql,
+  table: string,
+  variant: StormVariant,
+  count: number,
+  connections: number,
+  log: (line: string) => void,
+): Promise<{ pools: postgres.Sql[]; stores: PostgresConsensus[]; refusal?: string }> {
+  // The table is created with Postgres' statements: CockroachDB's CREATE
+  // TABLE carries a storage parameter Postgres does not know.
+  const creator = await PostgresConsensus.open(fromPostgresJs(admin), {
+    table,
+    engine: "postgres",
+  });
+  await creator.close();
+  const pools = Array.from({ length: count }, () =>
+    postgres(server.url, {
+      max: connections,
+      onnotice: () => {},
+      connect_timeout: 5,
+      max_pipeline: 0,
+      connection: {
+        application_name: APPLICATION_NAME,
+        default_transaction_isolation: variant.isolation,
+      },
+    } as postgres.Options<Record<string, never>>));
+  const stores: PostgresConsensus[] = [];
+  // Each store warns alike at open (CockroachDB's statements on Postgres): once is enough.
+  const warned = new Set<string>();
+  const warn = (message: string) => {
+    if (!warned.has(message)) log(`  warning: ${message}`);
+    warned.add(message);
+  };
+  for (const sql of pools) {
+    const [row] = await sql.unsafe("SHOW transaction_isolation");
+    if (row.transaction_isolation !== variant.isolation) {
+      throw new Error(
+        `Table ${table}: asked for ${variant.isolation}, the session runs at ${row.transaction_isolation}`,
+      );
+    }
+  }
+  for (const sql of pools) {
+    const executor = fromPostgresJs(sql, { owned: true });
+    try {
+      stores.push(
+        await PostgresConsensus.open(executor, {
+          table,
+          engine: variant.engine,
+          create: false,
+          onWarning: warn,
+        }),
+      );
+    } catch (error) {
+      if (variant.engine === "postgres" || variant.isolation === "serializable") throw error;
+      return { pools, stores, refusal: error instanceof Error ? error.message : String(error) };
+    }
+  }
+  return { pools, stores };
+}
+
 // Tallies a round's outcomes into the report, checks its history, and saves
 // the histories of the first few keys with a violation or no verdict.
 async function checkRound(
@@ -592,7 +911,7 @@ async function checkRound(
   entries: readonly Entry[],
   round: number,
   saveDir: string,
-): Promise<{ status: string; elapsedMs: number; violations: number }> {
+): Promise<{ status: string; elapsedMs: number; violations: number; many: ManyStats }> {
   for (const entry of entries) {
     report.outcomes[entry.outcome.type]++;
     if (entry.outcome.type === "unknown" && entry.outcome.message.startsWith("unexpected")) {
@@ -608,19 +927,24 @@ async function checkRound(
   report.checkMs += result.elapsedMs;
   let violations = 0;
   let saved = 0;
-  const save = async (what: string, key: string) => {
+  const save = async (what: string, keys: readonly string[]) => {
     if (saved++ >= MAX_SAVED_PER_ROUND) return "not saved: enough saved for this round";
-    const file = `${saveDir}/torture-${what}-round${round}-${key}.json`;
+    const file = `${saveDir}/torture-${what}-round${round}-${keys.join("+")}.json`;
     await Deno.mkdir(saveDir, { recursive: true });
-    await Deno.writeTextFile(file, serializeHistory(entries.filter((e) => e.key === key)));
+    const touches = (e: Entry) => keysOf(e).some((k) => keys.includes(k));
+    await Deno.writeTextFile(file, serializeHistory(entries.filter(touches)));
     return `history saved to ${file}`;
   };
+  // Operations checked: those whose every key was found linearizable.
+  const notOk = new Set(
+    result.keys.filter((k) => k.status !== "ok").flatMap((k) => k.keys ?? [k.key]),
+  );
+  report.opsChecked += entries.filter((e) => keysOf(e).every((k) => !notOk.has(k))).length;
   for (const verdict of result.keys) {
-    if (verdict.status === "ok") report.opsChecked += verdict.ops;
     if (verdict.status === "violation") {
       report.violations++;
       violations++;
-      const saving = await save("violation", verdict.key);
+      const saving = await save("violation", verdict.keys ?? [verdict.key]);
       report.failures.push(
         `round ${round}, key ${verdict.key}: ${verdict.reason}\n${
           describeEntries(verdict.witness ?? [])
@@ -629,13 +953,13 @@ async function checkRound(
     }
     if (verdict.status === "unknown") {
       report.undecided++;
-      const saving = await save("undecided", verdict.key);
+      const saving = await save("undecided", verdict.keys ?? [verdict.key]);
       report.failures.push(
         `round ${round}, key ${verdict.key}: undecided: ${verdict.reason} (${saving})`,
       );
     }
   }
-  return { status: result.status, elapsedMs: result.elapsedMs, violations };
+  return { status: result.status, elapsedMs: result.elapsedMs, violations, many: result.many };
 }
 
 // Runs the workload in a `bun` child on Bun.SQL and reads back its history.
@@ -675,6 +999,26 @@ async function runBunWorkload(
 function isAcknowledgedCommit(entry: Entry): boolean {
   return entry.op.kind === "cas" && entry.outcome.type === "ok" &&
     entry.outcome.value === "committed";
+}
+
+// The table's versions (rows below seqno 0 are the store's markers), with
+// retries: the admin pool's connections may have died with the server.
+async function readVersions(admin: postgres.Sql, table: string): Promise<DurableRow[]> {
+  for (let attempt = 1;; attempt++) {
+    try {
+      const rows = await admin.unsafe(
+        `SELECT shard, sequence_number, data FROM ${table} WHERE sequence_number >= 0`,
+      );
+      return rows.map((row) => ({
+        key: row.shard as string,
+        seqno: BigInt(row.sequence_number),
+        data: payloadText(row.data),
+      }));
+    } catch (error) {
+      if (attempt >= 20) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
 }
 
 interface Durability {
@@ -768,7 +1112,39 @@ export function formatReport(report: CampaignReport, command: string): string {
       report.anomalies.map((a) => `\n  ${a}`).join("")
     }`,
     ...formatStorm(report.storm),
+    ...formatTransfers(report),
   ].join("\n");
+}
+
+// One block per transfer round kind.
+function formatTransfers(report: CampaignReport): string[] {
+  if (report.transfers.length === 0) return [];
+  const lines = [
+    `transfers:             compareAndSetMany between 4 accounts (a third with a fresh key's ` +
+    `first write) racing single-key writers and truncators; the rounds without faults on ` +
+    `${TRANSFER_STORES} stores x (${TRANSFERERS} transferers, 1 writer, 1 truncator)`,
+    `  not all or nothing:  ${report.manyAtomicity}`,
+    `  balances off:        ${report.conservationErrors}`,
+  ];
+  for (const f of report.transfers) {
+    lines.push(`  ${f.label}:`);
+    if (f.refusedAtOpen > 0) {
+      lines.push(`    refused at open:     ${f.refusedAtOpen} round(s): ${f.refusal}`);
+    }
+    if (f.rounds === 0) continue;
+    const m = f.many;
+    lines.push(
+      `    rounds:              ${f.rounds} (${(f.workloadMs / 1000).toFixed(0)} s), ${f.ops} ops`,
+      `    compareAndSetMany:   committed ${m.committed}, mismatch ${m.mismatched} (${f.mismatchOnOneKey} ` +
+        `explained by one key only), unknown ${m.unknown}, failed (determinate) ${m.failed}; ` +
+        `${f.manyFirstWrites} with a first write`,
+      `    violations:          ${f.violations}`,
+      `    not all or nothing:  ${f.atomicity}`,
+      `    balances off:        ${f.conservation} round(s)`,
+      `    acknowledged lost:   ${f.writesLost}`,
+    );
+  }
+  return lines;
 }
 
 // One block per storm variant.
@@ -801,9 +1177,10 @@ function formatStorm(storm: readonly StormFigures[]): string[] {
 
 /**
  * Whether the campaign passed: no violation, double commit, loss, undecided
- * key or unexpected error.
+ * key, unexpected error, compareAndSetMany half in the table or balance off.
  */
 export function passed(report: CampaignReport): boolean {
   return report.violations === 0 && report.writesLost === 0 && report.undecided === 0 &&
-    report.unexpectedErrors === 0 && report.doubleCommits === 0;
+    report.unexpectedErrors === 0 && report.doubleCommits === 0 &&
+    report.manyAtomicity === 0 && report.conservationErrors === 0;
 }

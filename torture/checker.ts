@@ -30,6 +30,10 @@
  *    any point after their invocation, or, linearized after everything else,
  *    in effect never.
  *
+ * Compare-and-sets of several keys are projected onto their keys before the
+ * search, and checked across keys before and after it; what that proves and
+ * what it does not is beside the code, in `torture/multi_key.ts`.
+ *
  * The memo keys hash the linearized set (64-bit Zobrist) and the log's
  * contents (64-bit chain hash). A hash collision can only prune a branch,
  * so it could only turn a linearizable verdict into a false violation,
@@ -39,6 +43,7 @@
  * @module
  */
 import type { Entry, Version } from "./history.ts";
+import { isProjected, type ManyStats, planMany } from "./multi_key.ts";
 
 /** Bounds on the search. */
 export interface CheckOptions {
@@ -52,7 +57,10 @@ export interface CheckOptions {
 
 /** The verdict on one key. */
 export interface KeyVerdict {
+  /** The key; for a verdict on a compareAndSetMany, its keys joined by "+". */
   readonly key: string;
+  /** For a verdict on a compareAndSetMany: every key it touches. */
+  readonly keys?: readonly string[];
   /** `"unknown"`: the search ran out of budget (too hard, not a verdict). */
   readonly status: "ok" | "violation" | "unknown";
   /** Operations in the key's history, before any were dropped. */
@@ -71,6 +79,8 @@ export interface CheckResult {
   readonly status: "ok" | "violation" | "unknown";
   readonly ops: number;
   readonly keys: readonly KeyVerdict[];
+  /** What was done with the compare-and-sets of several keys. */
+  readonly many: ManyStats;
   readonly elapsedMs: number;
 }
 
@@ -84,28 +94,49 @@ export interface CheckResult {
 export function checkHistory(entries: readonly Entry[], options: CheckOptions = {}): CheckResult {
   const started = performance.now();
   const deadline = started + (options.timeoutMs ?? 60_000);
+  const plan = planMany(entries);
   const byKey = new Map<string, Entry[]>();
-  for (const entry of entries) {
-    let list = byKey.get(entry.key);
-    if (list === undefined) byKey.set(entry.key, list = []);
+  const file = (key: string, entry: Entry) => {
+    let list = byKey.get(key);
+    if (list === undefined) byKey.set(key, list = []);
     list.push(entry);
-  }
+  };
+  for (const entry of entries) if (entry.op.kind !== "casMany") file(entry.key, entry);
+  for (const [key, parts] of plan.projected) for (const part of parts) file(key, part);
   const keys: KeyVerdict[] = [];
   for (const [key, list] of byKey) {
-    let verdict = checkKey(key, list, options, deadline);
+    let verdict = checkKey(key, list, options, deadline, plan.mustCommit);
     if (verdict.status === "violation" && !options.exact && verdict.searched <= 4_000) {
       // Rule out a hash collision before calling it a violation.
-      const exact = checkKey(key, list, { ...options, exact: true }, Infinity);
+      const exact = checkKey(key, list, { ...options, exact: true }, Infinity, plan.mustCommit);
       if (exact.status !== "violation") verdict = exact;
     }
     keys.push(verdict);
+  }
+  for (const violation of plan.violations) {
+    keys.push({
+      key: violation.keys.join("+"),
+      keys: violation.keys,
+      status: "violation",
+      ops: violation.witness.length,
+      searched: 0,
+      steps: 0,
+      reason: violation.reason,
+      witness: violation.witness,
+    });
   }
   const status = keys.some((k) => k.status === "violation")
     ? "violation"
     : keys.some((k) => k.status === "unknown")
     ? "unknown"
     : "ok";
-  return { status, ops: entries.length, keys, elapsedMs: performance.now() - started };
+  return {
+    status,
+    ops: entries.length,
+    keys,
+    many: plan.stats,
+    elapsedMs: performance.now() - started,
+  };
 }
 
 // Operation kinds, as small integers for the hot loop.
@@ -209,7 +240,11 @@ function exactStateKey(state: State): string {
 function describe(entry: Entry): string {
   const { op, outcome } = entry;
   const args = op.kind === "cas"
-    ? `(${op.seqno}, ${JSON.stringify(op.data)})`
+    ? `(${op.seqno}, ${JSON.stringify(op.data)})${
+      isProjected(entry) ? ` [on ${entry.key}, part of compareAndSetMany #${entry.id}]` : ""
+    }`
+    : op.kind === "casMany"
+    ? `(${op.entries.map((e) => `${e.key}@${e.seqno} ${JSON.stringify(e.data)}`).join(", ")})`
     : op.kind === "scan"
     ? `(from ${op.from}${op.limit === undefined ? "" : `, limit ${op.limit}`})`
     : op.kind === "truncate"
@@ -234,6 +269,7 @@ function checkKey(
   entries: readonly Entry[],
   options: CheckOptions,
   deadline: number,
+  forced: ReadonlySet<Entry> = new Set(),
 ): KeyVerdict {
   const ops = entries.length;
   const violation = (reason: string, witness: Entry[]): KeyVerdict => ({
@@ -307,6 +343,22 @@ function checkKey(
       if (writer.outcome.type === "unknown") mustCommit.add(writer);
       committed.set(Number(version.seqno), writer);
     }
+  }
+  // Unknown parts of a compareAndSetMany that a read of another key showed
+  // committed (torture/multi_key.ts, rule 3).
+  for (const entry of entries) {
+    if (!forced.has(entry) || entry.op.kind !== "cas") continue;
+    const seqno = Number(entry.op.seqno);
+    const other = committed.get(seqno);
+    if (other !== undefined && other !== entry) {
+      return violation(
+        `seqno ${seqno} was committed by another write, yet a read of another key shows ` +
+          `compareAndSetMany #${entry.id} committed`,
+        [other, entry],
+      );
+    }
+    mustCommit.add(entry);
+    committed.set(seqno, entry);
   }
 
   // The operations the search must place.

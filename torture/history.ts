@@ -3,6 +3,12 @@
  * linearizability checker: per operation, who ran it, what it asked, when it
  * was invoked and completed (monotonic clock), and what came back.
  *
+ * A compare-and-set of several keys (`casMany`) is one entry: its entries
+ * (key, seqno, payload) and one outcome for all of them, "committed" or
+ * "mismatch" as the store answered, `fail` or `unknown` as for any write.
+ * The entry's `key` is its first entry's key; the checker reads the keys
+ * from the operation (`torture/multi_key.ts`).
+ *
  * Outcomes:
  * - `ok`: the operation returned (`value` is its result);
  * - `range`: it rejected with a `RangeError` (a truncate above the head or
@@ -21,7 +27,15 @@ export type Op =
   | { readonly kind: "head" }
   | { readonly kind: "cas"; readonly seqno: bigint; readonly data: string }
   | { readonly kind: "scan"; readonly from: bigint; readonly limit?: number }
-  | { readonly kind: "truncate"; readonly seqno: bigint };
+  | { readonly kind: "truncate"; readonly seqno: bigint }
+  | { readonly kind: "casMany"; readonly entries: readonly ManyEntry[] };
+
+/** One entry of a `casMany` operation: append (`seqno`, `data`) to `key`. */
+export interface ManyEntry {
+  readonly key: string;
+  readonly seqno: bigint;
+  readonly data: string;
+}
 
 /** A version as the checker sees it. */
 export interface Version {
@@ -51,6 +65,7 @@ export interface Entry {
   readonly id: number;
   /** The client that ran it; a client runs one operation at a time. */
   readonly process: number;
+  /** The key; for `casMany`, the first entry's key (the op has them all). */
   readonly key: string;
   readonly op: Op;
   /** Invocation time, `performance.now()` milliseconds. */
@@ -117,6 +132,11 @@ export class History {
     this.entries.push({ id: this.entries.length, process, key, op, call, ret, outcome });
     return outcome;
   }
+
+  /** Runs `compareAndSetMany(entries)` on `store` for `process`, records it, and returns its outcome. */
+  runMany(store: Consensus, process: number, entries: readonly ManyEntry[]): Promise<Outcome> {
+    return this.run(store, process, entries[0].key, { kind: "casMany", entries });
+  }
 }
 
 class Hung extends Error {
@@ -139,7 +159,23 @@ async function invoke(store: Consensus, key: string, op: Op): Promise<OkValue> {
     }
     case "truncate":
       return await store.truncate(key, op.seqno);
+    case "casMany": {
+      if (store.compareAndSetMany === undefined) {
+        throw new TypeError("the store has no compareAndSetMany");
+      }
+      return await store.compareAndSetMany(
+        op.entries.map((e) => ({
+          key: e.key,
+          next: { seqno: e.seqno, data: payloadBytes(e.data) },
+        })),
+      );
+    }
   }
+}
+
+/** The keys an entry touches: its key, or every key of a `casMany`. */
+export function keysOf(entry: Entry): readonly string[] {
+  return entry.op.kind === "casMany" ? entry.op.entries.map((e) => e.key) : [entry.key];
 }
 
 /** Counts of outcomes in a history, for reports. */

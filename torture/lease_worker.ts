@@ -33,7 +33,10 @@ const env = (name: string): string => {
   if (!value) throw new Error(`${name} is not set`);
   return value;
 };
-const exit = (code: number): never => (runtime.Deno ?? runtime.process).exit(code);
+const exit = (code: number): never => {
+  (runtime.Deno ?? runtime.process).exit(code);
+  throw new Error("unreachable: exit returned");
+};
 const now = () => performance.timeOrigin + performance.now();
 const emit = (event: Record<string, unknown>) =>
   console.log(JSON.stringify({ ...event, t: now() }));

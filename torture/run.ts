@@ -1,8 +1,8 @@
 /**
  * `deno task torture`: runs the torture campaign and prints its figures;
- * exits 1 on any violation, double commit, lost write, undecided key or
- * unexpected error, 2 on a bad flag. `deno task torture --help` lists the
- * flags.
+ * exits 1 on any violation, double commit, lost write, undecided key,
+ * unexpected error, compareAndSetMany half applied or balance off, 2 on a bad
+ * flag. `deno task torture --help` lists the flags.
  *
  * @module
  */
@@ -17,8 +17,12 @@ and fresh-key storm rounds (4 stores x 4 writers + 1 truncator each racing
 first writes on a new key every 4 ms, no faults), cycling through Postgres'
 statements, then CockroachDB's statements (engine "cockroach"), each at READ
 COMMITTED, REPEATABLE READ and SERIALIZABLE (a store that refuses to open at
-a level is reported as "refused at open"). Exits 1 on any violation, double
-commit, lost write, undecided key or unexpected error.
+a level is reported as "refused at open"), and transfer rounds
+(compareAndSetMany between accounts racing single-key writers and
+truncators, without faults at the same engine and isolation variants, and as
+the workload of every other fault round). Exits 1 on any violation, double
+commit, lost write, undecided key, unexpected error, compareAndSetMany not all
+or nothing in the table, or balances that do not add up.
 
 Flags:
   --duration <s>       workload time in total, all rounds (default 600)
@@ -32,6 +36,12 @@ Flags:
                        1: storms only, 0: none)
   --storm-round <s>    workload time per storm round (default 20)
   --storm-max-ops <n>  operations per storm round at most (default 1500000)
+  --transfers <share>  share of rounds that are transfer rounds without faults,
+                       0 to 1 (default 0.25, or what --storm leaves if less)
+  --transfer-round <s> workload time per transfer round (default 20)
+  --fault-transfers <yes|no>
+                       every other fault round runs the transfer workload
+                       (default yes)
   -h, --help           print this and exit
 `;
 
@@ -51,6 +61,9 @@ try {
       storm: { type: "string", default: "0.25" },
       "storm-round": { type: "string", default: "20" },
       "storm-max-ops": { type: "string", default: "1500000" },
+      transfers: { type: "string" },
+      "transfer-round": { type: "string", default: "20" },
+      "fault-transfers": { type: "string", default: "yes" },
       help: { type: "boolean", short: "h", default: false },
     },
   }));
@@ -72,6 +85,17 @@ if (!(share >= 0 && share <= 1)) {
   usageError(`--storm must be a number from 0 to 1, got ${JSON.stringify(values.storm)}`);
 }
 
+const transfers = values.transfers === undefined
+  ? Math.min(0.25, 1 - share)
+  : Number(values.transfers);
+if (!(transfers >= 0 && transfers <= 1)) {
+  usageError(`--transfers must be a number from 0 to 1, got ${JSON.stringify(values.transfers)}`);
+}
+const faultTransfers = values["fault-transfers"];
+if (faultTransfers !== "yes" && faultTransfers !== "no") {
+  usageError(`--fault-transfers must be yes or no, got ${JSON.stringify(faultTransfers)}`);
+}
+
 const options = {
   durationMs: positive("duration", values.duration) * 1000,
   roundMs: positive("round", values.round) * 1000,
@@ -82,6 +106,9 @@ const options = {
   stormShare: share,
   stormRoundMs: positive("storm-round", values["storm-round"]) * 1000,
   stormMaxOps: positive("storm-max-ops", values["storm-max-ops"]),
+  transferShare: transfers,
+  transferRoundMs: positive("transfer-round", values["transfer-round"]) * 1000,
+  faultWorkloads: faultTransfers === "yes" ? ["mix", "transfers"] as const : ["mix"] as const,
 };
 const report = await runCampaign(options);
 const command = `deno task torture --duration ${values.duration} --round ${values.round} ` +
@@ -89,7 +116,9 @@ const command = `deno task torture --duration ${values.duration} --round ${value
     values.pipeline ? " --pipeline" : ""
   }${values.bun ? " --bun" : ""} --storm ${values.storm} --storm-round ${
     values["storm-round"]
-  } --storm-max-ops ${values["storm-max-ops"]}`;
+  } --storm-max-ops ${values["storm-max-ops"]} --transfers ${transfers} --transfer-round ${
+    values["transfer-round"]
+  } --fault-transfers ${faultTransfers}`;
 console.log(formatReport(report, command));
 for (const failure of report.failures) console.log(`FAILURE: ${failure}`);
 Deno.exit(passed(report) ? 0 : 1);
