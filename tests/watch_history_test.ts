@@ -113,6 +113,30 @@ Deno.test("watch checker: catches every broken promise", () => {
     result.violations.some((v) => v.reason.includes("another watcher saw differently")),
     JSON.stringify(result.violations),
   );
+  // A version appended by a compareAndSetMany counts when the call committed, not otherwise.
+  const many = (outcome: Outcome) =>
+    entry(
+      {
+        kind: "casMany",
+        entries: [{ key: "k", seqno: 4n, data: "d4" }, { key: "j", seqno: 0n, data: "j0" }],
+      },
+      outcome,
+      40,
+      41,
+    );
+  assertEquals(
+    checkWatches([...writes.slice(0, 4), many(committed)], [record({})], heads).violations,
+    [],
+  );
+  assert(
+    checkWatches(
+      [...writes.slice(0, 4), many({ type: "ok", value: "mismatch" })],
+      [record({})],
+      heads,
+    )
+      .violations.some((v) => v.reason.includes('told "mismatch"')),
+    "a version from a compareAndSetMany that did not commit",
+  );
   // A truncation that did happen is no violation.
   const truncated = [
     ...writes,
@@ -133,10 +157,16 @@ function verify(
 ): void {
   const watches = checkWatches(result.history.entries, result.watches, result.finalHeads);
   const linear = checkHistory(result.history.entries, { timeoutMs: 60_000 });
+  const many =
+    result.history.entries.filter((e) =>
+      e.op.kind === "casMany" && e.outcome.type === "ok" && e.outcome.value === "committed"
+    ).length;
   console.log(
     `  ${what}: ${result.history.entries.length} operations, ${watches.watchers} watcher runs, ` +
       `${watches.versions} versions yielded, ${result.truncations} truncation restarts, ` +
-      `${result.faults} faults; heads ${[...result.finalHeads.values()].join(", ")}`,
+      `${result.faults} faults, ${many} compareAndSetMany commits; heads ${
+        [...result.finalHeads.values()].join(", ")
+      }`,
   );
   for (const violation of watches.violations.slice(0, 10)) {
     console.log(`  VIOLATION ${JSON.stringify(violation)}`);
@@ -144,15 +174,17 @@ function verify(
   assertEquals(watches.violations.length, 0, "watch violations");
   assertEquals(linear.status, "ok", "the writes are linearizable");
   assert(watches.versions > 0, "watchers saw nothing");
+  assert(many > 0, "no compareAndSetMany committed");
 }
 
-Deno.test("watch round (memory): 2 keys, 6 writers, 6 watchers, truncation", async () => {
+Deno.test("watch round (memory): 2 keys, 6 writers (a quarter of writes compareAndSetMany), 6 watchers, truncation", async () => {
   await using store = new MemoryConsensus();
   const result = await runWatchRound([store], [store], {
     durationMs: 1_500,
     keep: 8,
     writersPerStore: 6,
     watchersPerKey: 3,
+    manyShare: 0.25,
   });
   verify(result, "memory");
   assert(result.truncations > 0, "no watcher fell behind the truncator");
@@ -161,7 +193,7 @@ Deno.test("watch round (memory): 2 keys, 6 writers, 6 watchers, truncation", asy
 const PgPool: new (config: Record<string, unknown>) => NodePostgresPool = pg.Pool;
 
 dbTest(
-  "watch round (Postgres): 3 writer stores (2 notifying), watchers on porsager and node-postgres, truncation, listening connections terminated",
+  "watch round (Postgres): 3 writer stores (2 notifying, some compareAndSetMany), watchers on porsager and node-postgres, truncation, listening connections terminated",
   async () => {
     const table = "watch_round";
     const admin = connect({ max: 1 });
@@ -195,6 +227,7 @@ dbTest(
         keep: 10,
         writersPerStore: 3,
         watchersPerKey: 3,
+        manyShare: 0.25,
         // Terminated listening connections: only the reconnect's re-read and
         // the poll can find what was committed while they were down.
         pollIntervalMs: 1_000,

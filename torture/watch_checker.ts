@@ -10,8 +10,9 @@
  *    than one acknowledged as committed before the watcher started (the head
  *    "as it is when iteration starts").
  * 3. Only committed versions: each (seqno, payload) yielded is a
- *    compare-and-set of that seqno and payload (payloads are unique per
- *    write) whose outcome is "committed" or unknown, never one told
+ *    compare-and-set of that seqno and payload, alone or as an entry of a
+ *    compareAndSetMany (payloads are unique per write), whose outcome is
+ *    "committed" or unknown, never one told
  *    "mismatch" or a determinate failure, and never a payload no write sent.
  *    Two watchers never see different payloads for one seqno.
  * 4. No version before its write: a version is yielded after the invocation
@@ -87,12 +88,19 @@ export function checkWatches(
       if (list === undefined) truncates.set(entry.key, list = []);
       list.push(entry);
     }
-    if (entry.op.kind !== "cas") continue;
-    let bySeqno = writes.get(entry.key);
-    if (bySeqno === undefined) writes.set(entry.key, bySeqno = new Map());
-    let byPayload = bySeqno.get(entry.op.seqno);
-    if (byPayload === undefined) bySeqno.set(entry.op.seqno, byPayload = new Map());
-    byPayload.set(entry.op.data, entry);
+    // A compareAndSetMany writes each of its entries, with its outcome.
+    const appends = entry.op.kind === "cas"
+      ? [{ key: entry.key, seqno: entry.op.seqno, data: entry.op.data }]
+      : entry.op.kind === "casMany"
+      ? entry.op.entries
+      : [];
+    for (const { key, seqno, data } of appends) {
+      let bySeqno = writes.get(key);
+      if (bySeqno === undefined) writes.set(key, bySeqno = new Map());
+      let byPayload = bySeqno.get(seqno);
+      if (byPayload === undefined) bySeqno.set(seqno, byPayload = new Map());
+      byPayload.set(data, entry);
+    }
   }
   const agreed = new Map<string, string>();
   let total = 0;

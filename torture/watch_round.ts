@@ -38,6 +38,11 @@ export interface WatchRoundOptions {
   pollIntervalMs?: number;
   /** Key names start with this. @default {"w"} */
   prefix?: string;
+  /**
+   * The share of writes that append to two keys at once with
+   * compareAndSetMany (on stores that have it). @default {0}
+   */
+  manyShare?: number;
 }
 
 /** What {@linkcode runWatchRound} recorded. */
@@ -131,6 +136,23 @@ export async function runWatchRound(
     const me = process++;
     let writes = 0;
     while (writing()) {
+      if (keys.length > 1 && store.compareAndSetMany && Math.random() < (options.manyShare ?? 0)) {
+        // Two keys at once, each at the seqno after the head just read.
+        const pair = [...keys].sort(() => Math.random() - 0.5).slice(0, 2);
+        const entries = [];
+        for (const key of pair) {
+          const read = await history.run(store, me, key, { kind: "head" });
+          if (read.type !== "ok") break;
+          const head = read.value as Version | undefined;
+          entries.push({
+            key,
+            seqno: head === undefined ? 0n : head.seqno + 1n,
+            data: `p${me}.${writes++}`,
+          });
+        }
+        if (entries.length === 2) await history.runMany(store, me, entries);
+        continue;
+      }
       const key = keys[Math.floor(Math.random() * keys.length)];
       const read = await history.run(store, me, key, { kind: "head" });
       if (read.type !== "ok") {
