@@ -279,6 +279,17 @@ dbTest(
   async () => {
     const { store } = await fresh("killed_backend", { timeoutMs: 5_000 });
     const admin = connect({ max: 2 });
+    // porsager 3.4.9 can write to the terminated backend's socket once more
+    // and raise "This socket has been ended by the other party" from the
+    // socket itself, outside any promise the store holds (seen once under
+    // load). That is the driver's, not the store's: swallow exactly that,
+    // for this test only; the store's own outcome is asserted below.
+    const driverNoise = (event: ErrorEvent) => {
+      if (/socket has been ended by the other party/.test(String(event.error?.message))) {
+        event.preventDefault();
+      }
+    };
+    globalThis.addEventListener("error", driverNoise);
     try {
       await store.compareAndSet("k", { seqno: 0n, data: bytes("v0") });
       const reserved = await admin.reserve();
@@ -308,6 +319,7 @@ dbTest(
       // A pool that handed out a reserved connection waits for its own
       // timeout on end(); the test does not need to.
       await admin.end({ timeout: 0 });
+      globalThis.removeEventListener("error", driverNoise);
     }
   },
 );
