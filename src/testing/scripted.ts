@@ -96,7 +96,7 @@ export class ScriptedExecutor implements SqlExecutor {
   /**
    * Sets the handler of an operation, replacing any before it.
    *
-   * @param op The operation: `head`, `cas_first`, `cas_next`, `cas_many`, `scan` (CockroachDB), `scan_packed` (Postgres), `truncate`, `list_keys`, `probe`, `table_shape`.
+   * @param op The operation: `head`, `cas_first`, `cas_next`, `cas_many`, `scan` (answered as one row per version, also for the packed scan), `truncate`, `list_keys`, `probe`, `table_shape`.
    * @param handler Answers each call.
    * @returns This executor, for chaining.
    */
@@ -121,7 +121,11 @@ export class ScriptedExecutor implements SqlExecutor {
     params: readonly SqlValue[],
     options?: QueryOptions,
   ): Promise<SqlResult> {
-    const op = statement.name.replace(/^persist_consensus_/, "").replace(/_[0-9a-f]{8}$/, "");
+    const name = statement.name.replace(/^persist_consensus_/, "").replace(/_[0-9a-f]{8}$/, "");
+    // Scripts answer both scans with (seqno, data) rows; the packed one is
+    // packed here, so a script does not depend on which one the store sends.
+    const packed = name === "scan_packed";
+    const op = packed ? "scan" : name;
     const call: ScriptedCall = { op, statement, params, options };
     this.calls.push(call);
     const handler = this.#handlers.get(op);
@@ -129,7 +133,8 @@ export class ScriptedExecutor implements SqlExecutor {
       return Promise.reject(new Error(`ScriptedExecutor: no handler for ${JSON.stringify(op)}`));
     }
     try {
-      return Promise.resolve(handler(call));
+      const result = Promise.resolve(handler(call));
+      return packed ? result.then(packVersions) : result;
     } catch (error) {
       return Promise.reject(error);
     }
@@ -145,4 +150,20 @@ export class ScriptedExecutor implements SqlExecutor {
     this.closed = true;
     return Promise.resolve();
   }
+}
+
+/** Packs (seqno, data) rows as the Postgres packed scan returns them: one bytea. */
+function packVersions(result: SqlResult): SqlResult {
+  const size = result.rows.reduce((n, row) => n + 12 + (row[1] as Uint8Array).byteLength, 0);
+  const bytes = new Uint8Array(size);
+  const view = new DataView(bytes.buffer);
+  let at = 0;
+  for (const [seqno, data] of result.rows as readonly (readonly [bigint, Uint8Array])[]) {
+    view.setBigInt64(at, seqno);
+    view.setInt32(at + 8, data.byteLength);
+    bytes.set(data, at + 12);
+    at += 12 + data.byteLength;
+  }
+  const rows = size === 0 ? [] : [[bytes]];
+  return { ...result, rows, rowCount: rows.length };
 }
