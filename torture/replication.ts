@@ -226,10 +226,7 @@ export async function startReplicatedPair(options: ReplicatedPairOptions): Promi
     clearTimeout(timer);
   }
 
-  async function newDataDir(): Promise<string> {
-    const dir = `${root}/data${generation++}`;
-    return dir;
-  }
+  const newDataDir = () => `${root}/data${generation++}`;
 
   const sql = (port: number, statement: string) =>
     run("psql", [
@@ -254,7 +251,7 @@ export async function startReplicatedPair(options: ReplicatedPairOptions): Promi
   // Builds a standby of the primary on `port` and waits until it streams
   // (and, when synchronous, until the primary counts it as synchronous).
   async function buildStandby(primary: Node, port: number): Promise<Node> {
-    const dataDir = await newDataDir();
+    const dataDir = newDataDir();
     await run("pg_basebackup", [
       "-h",
       "127.0.0.1",
@@ -292,7 +289,7 @@ export async function startReplicatedPair(options: ReplicatedPairOptions): Promi
   try {
     const ports: [number, number] = [freePort(), freePort()];
     while (ports[1] === ports[0]) ports[1] = freePort();
-    const first = await newDataDir();
+    const first = newDataDir();
     log(`initdb ${first} (binaries: ${binDir})`);
     await run("initdb", [
       "-D",
