@@ -5,29 +5,12 @@
 // linearizable and every acknowledged commit on the final primary.
 import { assert, assertEquals } from "@std/assert";
 import { failoverPassed, formatFailoverReport, runFailoverCampaign } from "../torture/failover.ts";
-
-// The mode needs installed binaries with pg_basebackup and pg_ctl (the npm
-// binaries have neither).
-async function hasReplicationBinaries(): Promise<boolean> {
-  const dirs = [Deno.env.get("PG_BIN") ?? ""];
-  for await (const entry of Deno.readDir("/usr/lib/postgresql").catch(() => [])) {
-    dirs.push(`/usr/lib/postgresql/${entry.name}/bin`);
-  }
-  for (const dir of dirs) {
-    if (!dir) continue;
-    const found = await Promise.all(
-      ["initdb", "postgres", "pg_ctl", "pg_basebackup"].map((bin) =>
-        Deno.stat(`${dir}/${bin}`).then(() => true, () => false)
-      ),
-    );
-    if (found.every(Boolean)) return true;
-  }
-  return false;
-}
+import { findReplicationBinaries } from "../torture/replication.ts";
 
 Deno.test({
   name: "failover: 2 failovers, synchronous standby, linearizable, no acknowledged write lost",
-  ignore: !(await hasReplicationBinaries()),
+  // Needs installed binaries with pg_basebackup and pg_ctl (the npm binaries have neither).
+  ignore: await findReplicationBinaries() === undefined,
   // Pools keep sockets and timers between statements by design.
   sanitizeOps: false,
   sanitizeResources: false,

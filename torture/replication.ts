@@ -63,7 +63,12 @@ interface Node {
   exited: Promise<Deno.CommandStatus>;
 }
 
-async function findBinaries(): Promise<string> {
+/**
+ * The directory of installed binaries with `pg_basebackup` and `pg_ctl`
+ * (`$PG_BIN`, else the newest `/usr/lib/postgresql/<major>/bin`), or
+ * undefined when there are none.
+ */
+export async function findReplicationBinaries(): Promise<string | undefined> {
   const candidates: string[] = [];
   const fromEnv = Deno.env.get("PG_BIN");
   if (fromEnv) candidates.push(fromEnv);
@@ -86,10 +91,7 @@ async function findBinaries(): Promise<string> {
     );
     if (all.every(Boolean)) return dir;
   }
-  throw new Error(
-    "No Postgres binaries with pg_basebackup and pg_ctl found (looked in $PG_BIN and " +
-      "/usr/lib/postgresql/*/bin): the failover mode needs an installed Postgres",
-  );
+  return undefined;
 }
 
 function freePort(): number {
@@ -118,7 +120,13 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
  */
 export async function startReplicatedPair(options: ReplicatedPairOptions): Promise<ReplicatedPair> {
   const log = options.log ?? (() => {});
-  const binDir = await findBinaries();
+  const binDir = await findReplicationBinaries();
+  if (binDir === undefined) {
+    throw new Error(
+      "No Postgres binaries with pg_basebackup and pg_ctl found (looked in $PG_BIN and " +
+        "/usr/lib/postgresql/*/bin): the failover mode needs an installed Postgres",
+    );
+  }
   const root = await Deno.makeTempDir({ prefix: "persist-consensus-ha-" });
   let prefix: string[] = [];
   let owner: { uid: number; gid: number } | undefined;
