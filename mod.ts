@@ -20,12 +20,18 @@
  * @module
  */
 export type { CasEntry, CasResult, Consensus, VersionedData } from "./src/types.ts";
-export { ConsensusError, type ConsensusErrorOptions, redactSecrets } from "./src/errors.ts";
+export {
+  ConsensusError,
+  type ConsensusErrorOptions,
+  redactSecrets,
+  TruncatedError,
+} from "./src/errors.ts";
 export { MAX_DATA_BYTES, MAX_KEY_BYTES, MAX_MANY_ENTRIES, MAX_SEQNO } from "./src/limits.ts";
 export { MemoryConsensus, type MemoryConsensusOptions } from "./src/memory.ts";
 export { PostgresConsensus, type PostgresConsensusOptions } from "./src/postgres.ts";
 export { acquireLease, type Lease, type LeaseOptions } from "./src/lease.ts";
 export { update, type UpdateFn, type UpdateOptions, type UpdateResult } from "./src/update.ts";
+export { watch, type WatchOptions } from "./src/watch.ts";
 export type { Engine } from "./src/dialect.ts";
 export {
   type AbortSignalLike,

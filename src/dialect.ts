@@ -26,7 +26,8 @@
 //       is only ever inserted by the transaction that inserted the marker
 //       (Postgres statements), so version 0 is committed at most once even
 //       after it was truncated.
-// A compare-and-set commits iff its insert lands; `ON CONFLICT DO NOTHING`
+// A compare-and-set commits iff its insert lands (the store reads
+// "committed" iff rowCount === 1); `ON CONFLICT DO NOTHING`
 // turns the loser of a race on the same (shard, seqno) into zero rows, a
 // "mismatch", instead of a unique violation (23505). Under REPEATABLE READ
 // and SERIALIZABLE, Postgres raises 40001 instead when the conflicting row
@@ -41,6 +42,14 @@ export interface Dialect {
   readonly engine: Engine;
   /** The quoted, possibly schema-qualified, table name the statements use. */
   readonly table: string;
+  /**
+   * The notification channel of this table: compare-and-sets notify on it
+   * when `notify` is set, and watchers LISTEN on it. `undefined` for
+   * CockroachDB, which has no LISTEN/NOTIFY.
+   */
+  readonly channel: string | undefined;
+  /** Whether the compare-and-set statements notify `channel` when they commit. */
+  readonly notify: boolean;
   /** Creates the table if it is missing. */
   readonly createTable: string;
   /** Engine-specific tuning after creation; each may fail for want of privilege. */
@@ -49,9 +58,9 @@ export interface Dialect {
   readonly dropTable: string;
   /** ($1 shard) -> (seqno, data) of the head. */
   readonly head: SqlStatement;
-  /** ($1 shard, $2 data) -> rowCount 1 iff version 0 was inserted. */
+  /** ($1 shard, $2 data) -> rowCount 1 iff version 0 was inserted (and notified). */
   readonly casFirst: SqlStatement;
-  /** ($1 shard, $2 seqno, $3 data) -> rowCount 1 iff version $2 was inserted. */
+  /** ($1 shard, $2 seqno, $3 data) -> rowCount 1 iff version $2 was inserted (and notified). */
   readonly casNext: SqlStatement;
   /**
    * ($1 entries as JSON [{k, s, d: hex}], sorted by key; $2 their count) ->
@@ -172,12 +181,14 @@ const LIST_KEYS = (t: string) =>
 // Every process writing the table must use these statements: a writer of
 // version 0 without a marker (an older release of this library, or
 // Materialize itself) reopens the window.
-const CAS_FIRST_POSTGRES = (t: string) =>
-  `WITH marker AS (INSERT INTO ${t} (shard, sequence_number, data) ` +
-  `VALUES ($1::text, -1, ''::bytea) ON CONFLICT DO NOTHING RETURNING 1) ` +
+const FIRST_MARKER = (t: string) =>
+  `marker AS (INSERT INTO ${t} (shard, sequence_number, data) ` +
+  `VALUES ($1::text, -1, ''::bytea) ON CONFLICT DO NOTHING RETURNING 1)`;
+const FIRST_INSERT = (t: string) =>
   `INSERT INTO ${t} (shard, sequence_number, data) SELECT $1::text, 0, $2::bytea FROM marker ` +
   `WHERE NOT EXISTS (SELECT 1 FROM ${t} WHERE shard = $1::text AND sequence_number >= 0) ` +
   `ON CONFLICT DO NOTHING`;
+const CAS_FIRST_POSTGRES = (t: string) => `WITH ${FIRST_MARKER(t)} ${FIRST_INSERT(t)}`;
 
 // CockroachDB compare-and-set of version 0, at SERIALIZABLE only (open
 // refuses the CockroachDB statements at any other level): the NOT EXISTS
@@ -220,11 +231,13 @@ const CAS_FIRST_COCKROACH = (t: string) =>
 //   $2 - 1 >= 0, so it never satisfies the condition.
 // Without the lock, the CockroachDB statement can, under READ COMMITTED,
 // re-insert a version that a concurrent truncate removed.
-const CAS_NEXT_POSTGRES = (t: string) =>
-  `WITH head AS (SELECT sequence_number FROM ${t} WHERE shard = $1::text ` +
-  `ORDER BY sequence_number DESC LIMIT 1 FOR KEY SHARE) ` +
+const NEXT_HEAD = (t: string) =>
+  `head AS (SELECT sequence_number FROM ${t} WHERE shard = $1::text ` +
+  `ORDER BY sequence_number DESC LIMIT 1 FOR KEY SHARE)`;
+const NEXT_INSERT = (t: string) =>
   `INSERT INTO ${t} (shard, sequence_number, data) SELECT $1::text, $2::int8, $3::bytea ` +
   `FROM head WHERE head.sequence_number = $2::int8 - 1 ON CONFLICT DO NOTHING`;
+const CAS_NEXT_POSTGRES = (t: string) => `WITH ${NEXT_HEAD(t)} ${NEXT_INSERT(t)}`;
 
 // CockroachDB compare-and-set, at SERIALIZABLE only: the head read and the
 // insert are one serializable transaction, so the insert lands only if the
@@ -237,6 +250,57 @@ const CAS_NEXT_COCKROACH = (t: string) =>
   `INSERT INTO ${t} (shard, sequence_number, data) SELECT $1::text, $2::int8, $3::bytea ` +
   `WHERE (SELECT sequence_number FROM ${t} WHERE shard = $1::text ` +
   `ORDER BY sequence_number DESC LIMIT 1) = $2::int8 - 1 ON CONFLICT DO NOTHING`;
+
+// Notifying compare-and-sets (Postgres statements, `notify: true`): the
+// INSERT of CAS_FIRST_POSTGRES or CAS_NEXT_POSTGRES becomes a data-modifying
+// CTE whose RETURNING row feeds pg_notify, one row per inserted version:
+//   WITH <same CTEs>, inserted AS (<same INSERT> RETURNING 1)
+//   SELECT pg_notify('<channel>', '<seqno>:<shard>') FROM inserted
+// - When it commits is unchanged: the reads, the FOR KEY SHARE lock, the
+//   marker insert, the insert and its ON CONFLICT check are the same, on the
+//   same snapshot, in the same order (a data-modifying CTE runs exactly once,
+//   whether or not the outer query reads all of its rows). So every argument
+//   above holds as it is, at every isolation level.
+// - rowCount stays right: the outer SELECT returns one row iff the insert
+//   returned one, so rowCount (rows returned) is 1 iff the version was
+//   inserted, as it was for the bare INSERT.
+// - A notification is sent only by a committed write: NOTIFY is
+//   transactional. pg_notify queues it in the transaction; Postgres delivers
+//   it after the commit, and drops it when the transaction rolls back (a
+//   40001 or 40P01 before the core's retry, any error, a lost connection).
+//   A listener receives it only once the transaction is visible to new
+//   snapshots, so a read started after the notification sees the version.
+// - One new way to fail, and it is determinate: at commit, Postgres takes a
+//   database-wide lock and appends the notification to its queue before it
+//   writes the commit record; if the queue is full (listeners far behind:
+//   8 GB by default) the transaction fails with 54000 and rolls back. Class
+//   54 is determinate in src/_classify.ts.
+// - The cost: that lock is held until the commit record is flushed, so
+//   notifying commits are serialised, and group commit no longer merges
+//   their WAL flushes. Measured with 16 concurrent writers: 0.39 of the
+//   plain rate at the server (pgbench), 0.70 through the library; one
+//   writer: no measurable cost (BENCHMARKS.md, "Watch"). It is why
+//   `notify` is off by default.
+// No round trip is added: the notification rides in the statement. The
+// CockroachDB statements never notify: CockroachDB has no LISTEN/NOTIFY.
+const CAS_FIRST_POSTGRES_NOTIFY = (t: string, channel: string) =>
+  `WITH ${FIRST_MARKER(t)}, inserted AS (${FIRST_INSERT(t)} RETURNING 1) ` +
+  `SELECT pg_notify('${channel}', '0:' || $1::text) FROM inserted`;
+
+const CAS_NEXT_POSTGRES_NOTIFY = (t: string, channel: string) =>
+  `WITH ${NEXT_HEAD(t)}, inserted AS (${NEXT_INSERT(t)} RETURNING 1) ` +
+  `SELECT pg_notify('${channel}', $2::int8::text || ':' || $1::text) FROM inserted`;
+
+/**
+ * The notification channel of `table` (a quoted, schema-qualified name):
+ * channels are per database, so each table has its own, named by a hash of
+ * its name (lower case, so it needs no quoting and matches pg_notify's
+ * argument exactly). Two tables whose names collide only share wake-ups,
+ * which watchers treat as hints.
+ */
+export function channelFor(table: string): string {
+  return `persist_consensus_${fnv1a(table)}`;
+}
 
 // The SQLSTATE (division_by_zero) a compare-and-set of several keys fails
 // with when any entry's condition does not hold: the error rolls back the
@@ -278,7 +342,7 @@ const CAS_MANY_ALL_OR_NOTHING = `SELECT 1 / ((SELECT count(*) FROM ins) / $2::in
 // same moments as in the single-key arguments), where the conjunction was
 // false. Two such statements that wait on each other's rows deadlock
 // (40P01), roll back and are retried; sorted keys make that rare.
-const CAS_MANY_POSTGRES = (t: string) =>
+const CAS_MANY_POSTGRES_CTES = (t: string, returning: string) =>
   `WITH ${CAS_MANY_INPUT}, ` +
   `heads AS (SELECT i.s, h.sequence_number AS head FROM input i CROSS JOIN LATERAL ` +
   `(SELECT sequence_number FROM ${t} WHERE shard = i.k AND sequence_number >= 0 ` +
@@ -290,8 +354,9 @@ const CAS_MANY_POSTGRES = (t: string) =>
   `AND EXISTS (SELECT 1 FROM markers WHERE markers.shard = i.k) ` +
   `AND NOT EXISTS (SELECT 1 FROM ${t} v WHERE v.shard = i.k AND v.sequence_number >= 0)) AS n), ` +
   `ins AS (INSERT INTO ${t} (shard, sequence_number, data) SELECT k, s, d FROM input ` +
-  `WHERE (SELECT n FROM ready) = $2::int8 ON CONFLICT DO NOTHING RETURNING 1) ` +
-  CAS_MANY_ALL_OR_NOTHING;
+  `WHERE (SELECT n FROM ready) = $2::int8 ON CONFLICT DO NOTHING RETURNING ${returning})`;
+const CAS_MANY_POSTGRES = (t: string) =>
+  `${CAS_MANY_POSTGRES_CTES(t, "1")} ${CAS_MANY_ALL_OR_NOTHING}`;
 
 // CockroachDB compare-and-set of several keys, at SERIALIZABLE only: every
 // entry's condition is read (head = seqno - 1, or no row for seqno 0) and
@@ -308,6 +373,24 @@ const CAS_MANY_COCKROACH = (t: string) =>
   `ins AS (INSERT INTO ${t} (shard, sequence_number, data) SELECT k, s, d FROM input ` +
   `WHERE (SELECT n FROM ready) = $2::int8 ON CONFLICT DO NOTHING RETURNING 1) ` +
   CAS_MANY_ALL_OR_NOTHING;
+
+// Notifying compare-and-set of several keys (Postgres statements, `notify:
+// true`): CAS_MANY_POSTGRES with the inserted rows returned, one pg_notify
+// per inserted row in a CTE over them, and the same final division, over
+// that CTE's count so that it runs:
+//   <same CTEs, ins RETURNING shard, sequence_number>,
+//   notified AS (SELECT pg_notify('<channel>', '<seqno>:<shard>') FROM ins)
+//   SELECT 1 / ((SELECT count(*) FROM ins) / $2) FROM (SELECT count(*) FROM notified) n
+// The locks, markers, inserts and the all-or-nothing failure are the same,
+// so the argument above holds as it is, and the result is still one row iff
+// every entry was appended. The notifications are transactional, as for
+// the single-key statements: a mismatch fails the statement (22012), which
+// rolls them back with the rows; a commit sends one per key. (A CTE with a
+// volatile function is not inlined, and counting its rows evaluates each.)
+const CAS_MANY_POSTGRES_NOTIFY = (t: string, channel: string) =>
+  `${CAS_MANY_POSTGRES_CTES(t, "shard, sequence_number")}, ` +
+  `notified AS (SELECT pg_notify('${channel}', sequence_number::text || ':' || shard) FROM ins) ` +
+  `${CAS_MANY_ALL_OR_NOTHING} FROM (SELECT count(*) FROM notified) AS n`;
 
 const CREATE_POSTGRES = (t: string) =>
   `CREATE TABLE IF NOT EXISTS ${t} (shard text NOT NULL, sequence_number bigint NOT NULL, ` +
@@ -331,27 +414,41 @@ const TUNE_COCKROACH = (t: string) => [
  *
  * @param engine Which engine's statements.
  * @param table A quoted, possibly schema-qualified, table name.
+ * @param notify Whether the Postgres compare-and-sets notify the table's
+ * channel when they commit (ignored for CockroachDB, which cannot).
  * @returns The dialect.
  */
-export function dialectFor(engine: Engine, table: string): Dialect {
+export function dialectFor(engine: Engine, table: string, notify = false): Dialect {
   const cockroach = engine === "cockroach";
-  const casFirst = cockroach ? CAS_FIRST_COCKROACH : CAS_FIRST_POSTGRES;
-  const casNext = cockroach ? CAS_NEXT_COCKROACH : CAS_NEXT_POSTGRES;
+  const channel = cockroach ? undefined : channelFor(table);
+  const notifying = channel !== undefined && notify;
+  const casFirst = cockroach
+    ? CAS_FIRST_COCKROACH(table)
+    : notifying
+    ? CAS_FIRST_POSTGRES_NOTIFY(table, channel)
+    : CAS_FIRST_POSTGRES(table);
+  const casNext = cockroach
+    ? CAS_NEXT_COCKROACH(table)
+    : notifying
+    ? CAS_NEXT_POSTGRES_NOTIFY(table, channel)
+    : CAS_NEXT_POSTGRES(table);
+  const casMany = cockroach
+    ? CAS_MANY_COCKROACH(table)
+    : notifying
+    ? CAS_MANY_POSTGRES_NOTIFY(table, channel)
+    : CAS_MANY_POSTGRES(table);
   return {
     engine,
     table,
+    channel,
+    notify: notifying,
     createTable: cockroach ? CREATE_COCKROACH(table) : CREATE_POSTGRES(table),
     tune: cockroach ? TUNE_COCKROACH(table) : [],
     dropTable: `DROP TABLE IF EXISTS ${table}`,
     head: statement("head", HEAD(table), ["text"], ["int8", "bytea"]),
-    casFirst: statement("cas_first", casFirst(table), ["text", "bytea"], []),
-    casNext: statement(`cas_next`, casNext(table), ["text", "int8", "bytea"], []),
-    casMany: statement(
-      "cas_many",
-      (cockroach ? CAS_MANY_COCKROACH : CAS_MANY_POSTGRES)(table),
-      ["text", "int8"],
-      ["int8"],
-    ),
+    casFirst: statement("cas_first", casFirst, ["text", "bytea"], []),
+    casNext: statement("cas_next", casNext, ["text", "int8", "bytea"], []),
+    casMany: statement("cas_many", casMany, ["text", "int8"], ["int8"]),
     scan: statement("scan", SCAN(table), ["text", "int8", "int8"], ["int8", "bytea"]),
     truncate: statement("truncate", TRUNCATE(table), ["text", "int8"], ["int8", "int8"]),
     listKeys: statement("list_keys", LIST_KEYS(table), ["text", "int8"], ["text"]),

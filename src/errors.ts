@@ -52,6 +52,64 @@ export class ConsensusError extends Error {
   }
 }
 
+/**
+ * Thrown by {@linkcode watch} when versions it had to yield were truncated
+ * before it read them: the watcher cannot deliver a gapless sequence, so it
+ * stops rather than skip. `seqno` is the first version it missed and
+ * `available` the lowest one the store still holds. It always means the same
+ * thing (nothing the watcher yielded is wrong, and nothing after `seqno - 1n`
+ * was yielded); the usual reaction is to reload the state from the head and
+ * watch again from there.
+ *
+ * Not a {@linkcode ConsensusError}: the store did not fail, and retrying the
+ * same watch fails the same way.
+ *
+ * @example Resynchronising after falling behind truncation
+ * ```ts
+ * import { MemoryConsensus, TruncatedError, watch } from "@persist/consensus";
+ *
+ * await using store = new MemoryConsensus();
+ * for (let seqno = 0n; seqno < 5n; seqno++) {
+ *   await store.compareAndSet("config", { seqno, data: new Uint8Array([Number(seqno)]) });
+ * }
+ * await store.truncate("config", 3n);
+ * try {
+ *   for await (const _version of watch(store, "config", { from: 1n })) break;
+ *   throw new Error("expected a TruncatedError");
+ * } catch (error) {
+ *   if (!(error instanceof TruncatedError) || error.seqno !== 1n || error.available !== 3n) {
+ *     throw error;
+ *   }
+ * }
+ * ```
+ */
+export class TruncatedError extends Error {
+  /** The watched key. */
+  readonly key: string;
+  /** The first version the watcher had to yield and could not read. */
+  readonly seqno: bigint;
+  /** The lowest version the store held when the watcher read. */
+  readonly available: bigint;
+
+  /**
+   * Creates an error.
+   *
+   * @param key The watched key.
+   * @param seqno The first missing version.
+   * @param available The lowest version found instead.
+   */
+  constructor(key: string, seqno: bigint, available: bigint) {
+    super(
+      `Cannot watch ${JSON.stringify(key)}: versions from seqno ${seqno} were truncated before ` +
+        `they were read (the log now starts at seqno ${available})`,
+    );
+    this.name = "TruncatedError";
+    this.key = key;
+    this.seqno = seqno;
+    this.available = available;
+  }
+}
+
 const SCHEME = String.raw`(?:postgres(?:ql)?|cockroach(?:db)?):\/\/`;
 
 // A password may hold an unencoded "@" (drivers disagree on whether such a

@@ -1,5 +1,6 @@
 import { checkEntries, checkKey, checkLimit, checkSeqno, checkVersion } from "./_validate.ts";
 import type { CasEntry, CasResult, Consensus, VersionedData } from "./types.ts";
+import { provideWakeSource, WakeHub } from "./_wake.ts";
 
 /**
  * Options for {@linkcode MemoryConsensus}.
@@ -20,6 +21,7 @@ export interface MemoryConsensusOptions {
  * Operations are atomic because they never yield between their check and
  * their write. It validates input exactly as the SQL backends do, and copies
  * payloads in and out, so it behaves like them in tests and examples.
+ * {@linkcode watch} is woken by every commit, in process, without polling.
  *
  * @example Usage
  * ```ts
@@ -34,6 +36,8 @@ export interface MemoryConsensusOptions {
 export class MemoryConsensus implements Consensus {
   #logs = new Map<string, VersionedData[]>();
   #closed = false;
+  // Every commit happens here, so every commit wakes its watchers: complete.
+  readonly #watchers = new WakeHub(true);
 
   /**
    * Creates an empty store, or one seeded from `options.initial`.
@@ -59,6 +63,7 @@ export class MemoryConsensus implements Consensus {
       }
       if (log.length > 0) this.#logs.set(key, log);
     }
+    provideWakeSource(this, this.#watchers);
   }
 
   #open(op: string): void {
@@ -90,6 +95,7 @@ export class MemoryConsensus implements Consensus {
       const version = { seqno: next.seqno, data: next.data.slice() };
       if (log === undefined) this.#logs.set(key, [version]);
       else log.push(version);
+      this.#watchers.wake(key, version.seqno);
       return Promise.resolve("committed");
     } catch (error) {
       return Promise.reject(error);
@@ -127,6 +133,7 @@ export class MemoryConsensus implements Consensus {
         if (log === undefined) this.#logs.set(key, [version]);
         else log.push(version);
       }
+      for (const { key, next } of sorted) this.#watchers.wake(key, next.seqno);
       return Promise.resolve("committed");
     } catch (error) {
       return Promise.reject(error);
@@ -190,7 +197,7 @@ export class MemoryConsensus implements Consensus {
   /** {@inheritDoc Consensus.close} */
   close(): Promise<void> {
     this.#closed = true;
-    return Promise.resolve();
+    return this.#watchers.close();
   }
 
   /** Closes the store; `await using` calls it. */

@@ -14,6 +14,7 @@ import { ConsensusError, redactSecrets } from "./errors.ts";
 import type { SqlExecutor, SqlResult, SqlStatement, SqlValue } from "./executor.ts";
 import { MAX_SEQNO } from "./limits.ts";
 import type { CasEntry, CasResult, Consensus, VersionedData } from "./types.ts";
+import { provideWakeSource, WakeHub } from "./_wake.ts";
 
 /**
  * Options for {@linkcode PostgresConsensus.open}.
@@ -76,6 +77,23 @@ export interface PostgresConsensusOptions {
    * @default {1000}
    */
   listKeysPageSize?: number;
+  /**
+   * Whether this store's compare-and-sets send a Postgres notification when
+   * they commit (`pg_notify` inside the same statement: no extra round trip,
+   * and only a committed write notifies), so that watchers in other
+   * processes wake at once instead of at their next poll. Watchers listen
+   * whatever this says; set it on every store that writes keys someone
+   * watches.
+   *
+   * Off by default because it costs every write, watched or not: Postgres
+   * serialises notifying commits on a database-wide lock held through the
+   * commit's WAL flush (16 concurrent writers: 0.39 of the plain rate at
+   * the server; BENCHMARKS.md, "Watch"). CockroachDB has no LISTEN/NOTIFY:
+   * there it is ignored, with a warning.
+   *
+   * @default {false}
+   */
+  notify?: boolean;
   /**
    * Receives warnings that do not stop the store from working (for example,
    * CockroachDB tuning the role had no privilege for).
@@ -168,6 +186,11 @@ export class PostgresConsensus implements Consensus {
   readonly #warn: (message: string) => void;
   readonly #target: string;
   readonly #deadlines = new Deadlines();
+  // Watchers of this store's keys (see watch): woken by this store's own
+  // commits, and, through one LISTEN connection while anyone watches, by
+  // the notifications of every notifying store on the table. Not complete:
+  // a writer that does not notify wakes nobody, so watchers poll too.
+  readonly #watchers: WakeHub;
   // A lower bound on each recently used key's head: the highest seqno this
   // store has seen committed or read. Heads only grow (truncate never
   // removes the head), so a compareAndSet of a seqno at or below it is a
@@ -197,6 +220,48 @@ export class PostgresConsensus implements Consensus {
     this.#pageSize = BigInt(settings.pageSize);
     this.#warn = settings.warn;
     this.#target = settings.target;
+    const listen = dialect.channel === undefined ? undefined : executor.listen?.bind(executor);
+    this.#watchers = new WakeHub(
+      false,
+      listen && { start: () => this.#listen(listen, dialect.channel!) },
+    );
+    provideWakeSource(this, this.#watchers);
+  }
+
+  // Starts the store's one LISTEN subscription. A failure leaves watchers
+  // polling, and says so once per failure.
+  async #listen(
+    listen: NonNullable<SqlExecutor["listen"]>,
+    channel: string,
+  ): Promise<{ close(): Promise<void> } | undefined> {
+    try {
+      return await listen(channel, (payload) => this.#notified(payload), {
+        // Notifications sent while the connection was down are lost: every
+        // watcher reads again from what it expects next.
+        onReconnect: () => this.#watchers.wakeAll(),
+      });
+    } catch (error) {
+      this.#warn(
+        `@persist/consensus: could not LISTEN for watchers, who poll instead: ${
+          redactSecrets(error instanceof Error ? error.message : String(error))
+        }`,
+      );
+      return undefined;
+    }
+  }
+
+  // A payload is "<seqno>:<key>" (src/dialect.ts); anything else on the
+  // channel is not ours and is ignored.
+  #notified(payload: string): void {
+    const colon = payload.indexOf(":");
+    if (colon <= 0 || colon > 20) return;
+    let seqno: bigint;
+    try {
+      seqno = BigInt(payload.slice(0, colon));
+    } catch {
+      return;
+    }
+    this.#watchers.wake(payload.slice(colon + 1), seqno);
   }
 
   /**
@@ -263,6 +328,12 @@ export class PostgresConsensus implements Consensus {
     const timeoutMs = positiveInteger("timeoutMs", options.timeoutMs ?? DEFAULT_TIMEOUT_MS);
     const maxAttempts = positiveInteger("maxAttempts", options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS);
     const pageSize = positiveInteger("listKeysPageSize", options.listKeysPageSize ?? 1000);
+    const notify = options.notify ?? false;
+    if (typeof notify !== "boolean") {
+      throw new TypeError(
+        `Cannot open consensus: notify must be a boolean, got ${typeof notify}`,
+      );
+    }
     const warn = options.onWarning ?? ((message: string) => host.console?.warn(message));
     const target = typeof executor.target === "string" ? redactSecrets(executor.target) : "";
     const settings: Settings = {
@@ -330,12 +401,23 @@ export class PostgresConsensus implements Consensus {
     const resolved = `${quoteIdentifier(shape[0][0] as string, "schema")}.${
       quoteIdentifier(shape[0][1] as string, "table")
     }`;
-    return new PostgresConsensus(executor, dialectFor(engine, resolved), settings);
+    if (notify && engine === "cockroach") {
+      warn(
+        "@persist/consensus: notify is ignored with the CockroachDB statements (CockroachDB has " +
+          "no LISTEN/NOTIFY); watchers poll",
+      );
+    }
+    return new PostgresConsensus(executor, dialectFor(engine, resolved, notify), settings);
   }
 
   /** The engine whose statements this store runs. */
   get engine(): Engine {
     return this.#dialect.engine;
+  }
+
+  /** Whether this store's compare-and-sets notify watchers in other processes (the `notify` option). */
+  get notify(): boolean {
+    return this.#dialect.notify;
   }
 
   async #tableShape(quoted: string): Promise<readonly (readonly SqlValue[])[]> {
@@ -510,6 +592,7 @@ export class PostgresConsensus implements Consensus {
       const { rowCount } = await run;
       if (rowCount !== 1) return "mismatch";
       this.#raiseFloor(key, next.seqno);
+      this.#watchers.wake(key, next.seqno);
       return "committed";
     } finally {
       if (this.#inflight.get(key) === entry) this.#inflight.delete(key);
@@ -559,7 +642,10 @@ export class PostgresConsensus implements Consensus {
       if (error instanceof ConsensusError && error.code === CAS_MANY_MISMATCH) return "mismatch";
       throw error;
     }
-    for (const { key, next } of sorted) this.#raiseFloor(key, next.seqno);
+    for (const { key, next } of sorted) {
+      this.#raiseFloor(key, next.seqno);
+      this.#watchers.wake(key, next.seqno);
+    }
     return "committed";
   }
 
@@ -649,6 +735,9 @@ export class PostgresConsensus implements Consensus {
     // later ones are refused (#checkOpen); every call gets the same promise.
     this.#closing ??= (async () => {
       this.#closed = true;
+      // Watchers end, and the LISTEN connection is released before the
+      // executor closes (a pool waits for the clients it lent).
+      await this.#watchers.close();
       if (this.#active > 0) await new Promise<void>((resolve) => this.#drained = resolve);
       await this.#executor.close();
     })();

@@ -2,7 +2,7 @@
 // MemoryConsensus, and runCli end to end over a scripted executor.
 // tests/cli_test.ts runs the executable against a real Postgres.
 import { assert, assertEquals, assertRejects, assertStringIncludes } from "@std/assert";
-import { MemoryConsensus, SqlError, type VersionedData } from "@persist/consensus";
+import { MemoryConsensus, SqlError, TruncatedError, type VersionedData } from "@persist/consensus";
 import { ScriptedExecutor } from "@persist/consensus/testing";
 import { parseArgs, type Parsed, UsageError } from "../src/cli/_args.ts";
 import { type CommandContext, Output, runCommand } from "../src/cli/_commands.ts";
@@ -14,7 +14,6 @@ import {
   toBase64,
   versionJson,
 } from "../src/cli/_format.ts";
-import { pollWatch } from "../src/cli/_watch.ts";
 import { type CliHost, runCli } from "../src/cli/run.ts";
 
 const text = (s: string) => new TextEncoder().encode(s);
@@ -239,25 +238,23 @@ Deno.test("commands: watch stops when its signal aborts", async () => {
   await assertRejects(() => running, Error, "interrupted");
 });
 
-Deno.test("pollWatch: versions truncated before they were read are an error", async () => {
+Deno.test("commands: watch reports versions truncated before it read them", async () => {
   const store = seeded();
-  const seen: bigint[] = [];
   await assertRejects(
-    async () => {
-      for await (const version of pollWatch(store, "orders", { from: 1n, pollIntervalMs: 1 })) {
-        seen.push(version.seqno);
-      }
-    },
-    Error,
-    'Cannot watch "orders": seqno 1 was truncated before it was read (the oldest version now is 3)',
+    () => command(["watch", "orders", "--from", "1"], store),
+    TruncatedError,
+    'Cannot watch "orders": versions from seqno 1 were truncated before they were read ' +
+      "(the log now starts at seqno 3)",
   );
-  assertEquals(seen, []);
-  // An empty key: version 0 comes first once it is written.
-  const watcher = pollWatch(store, "fresh", { pollIntervalMs: 1 });
-  const first = watcher.next();
+});
+
+Deno.test("commands: watch on an empty key prints version 0 once it is written", async () => {
+  const store = seeded();
+  const running = command(["watch", "fresh", "--json", "--limit", "1"], store);
+  await new Promise((resolve) => setTimeout(resolve, 20));
   await store.compareAndSet("fresh", v(0n, "zero"));
-  assertEquals((await first).value?.seqno, 0n);
-  await watcher.return?.();
+  const [line] = (await running).out.trimEnd().split("\n").map((l) => JSON.parse(l));
+  assertEquals(line.seqno, "0");
 });
 
 interface Captured {

@@ -26,7 +26,7 @@ import { dialectFor, quoteIdentifier } from "../src/dialect.ts";
 import { enableTcpNoDelay } from "../src/runtime/deno.ts";
 import { runConformance } from "../src/testing/mod.ts";
 import { startThrowawayPostgres } from "../tools/postgres_server.ts";
-import { DATABASE_URL } from "./_db.ts";
+import { DATABASE_URL, STATEMENT_SETS } from "./_db.ts";
 
 /** The subset of deno-postgres' `Pool` these tests use besides the adapter's. */
 interface Pool extends DenoPostgresPool {
@@ -93,9 +93,9 @@ async function freshTable(pool: Pool, table: string): Promise<void> {
   await runRaw(pool, ddl.createTable);
 }
 
-for (const mode of ["postgres", "cockroach"] as const) {
-  const table = `conformance_deno_postgres_${mode}`;
-  runConformance(test, `deno-postgres (${mode} statements)`, {
+for (const { mode, notify, label, suffix } of STATEMENT_SETS) {
+  const table = `conformance_deno_postgres_${suffix}`;
+  runConformance(test, `deno-postgres (${label})`, {
     writers: 8,
     raceUntil: 150n,
     async open(initial?: ReadonlyMap<string, readonly VersionedData[]>) {
@@ -120,6 +120,7 @@ for (const mode of ["postgres", "cockroach"] as const) {
       }
       return await PostgresConsensus.open(fromDenoPostgres(pool, { owned: true }), {
         mode,
+        notify,
         table,
         create: false,
         listKeysPageSize: 7, // several pages in the listKeys case

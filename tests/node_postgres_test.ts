@@ -16,7 +16,7 @@ import { ConsensusError, PostgresConsensus, SqlError, type VersionedData } from 
 import { fromNodePostgres, type NodePostgresPool } from "../src/adapters/node_postgres.ts";
 import { dialectFor, quoteIdentifier } from "../src/dialect.ts";
 import { runConformance } from "../src/testing/mod.ts";
-import { DATABASE_URL, dbTest } from "./_db.ts";
+import { DATABASE_URL, dbTest, STATEMENT_SETS } from "./_db.ts";
 
 // pg ships no types (they are in @types/pg, which would pull @types/node
 // into every type-check); the tests use this much of its Pool.
@@ -53,9 +53,9 @@ async function seed(
   }
 }
 
-for (const mode of ["postgres", "cockroach"] as const) {
-  const table = `conformance_node_postgres_${mode}`;
-  runConformance(dbTest, `node-postgres (${mode} statements)`, {
+for (const { mode, notify, label, suffix } of STATEMENT_SETS) {
+  const table = `conformance_node_postgres_${suffix}`;
+  runConformance(dbTest, `node-postgres (${label})`, {
     writers: 8,
     raceUntil: 150n,
     async open(initial?: ReadonlyMap<string, readonly VersionedData[]>) {
@@ -67,6 +67,7 @@ for (const mode of ["postgres", "cockroach"] as const) {
       await seed(p, table, initial);
       return await PostgresConsensus.open(fromNodePostgres(p, { owned: true }), {
         mode,
+        notify,
         table,
         create: false,
         listKeysPageSize: 7,

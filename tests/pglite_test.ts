@@ -9,6 +9,7 @@ import { ConsensusError, PostgresConsensus, SqlError, type VersionedData } from 
 import { fromPglite } from "../src/adapters/pglite.ts";
 import { dialectFor, quoteIdentifier } from "../src/dialect.ts";
 import { runConformance } from "../src/testing/mod.ts";
+import { STATEMENT_SETS } from "./_db.ts";
 
 let shared: Promise<PGlite> | undefined;
 const database = () => shared ??= PGlite.create();
@@ -28,10 +29,10 @@ function pgliteTest(name: string, fn: () => Promise<void>): void {
   Deno.test({ name, sanitizeOps: false, sanitizeResources: false, fn });
 }
 
-for (const mode of ["postgres", "cockroach"] as const) {
-  const table = `conformance_pglite_${mode}`;
+for (const { mode, notify, label, suffix } of STATEMENT_SETS) {
+  const table = `conformance_pglite_${suffix}`;
   const ddl = dialectFor("postgres", quoteIdentifier(table, "table"));
-  runConformance(pgliteTest, `pglite (${mode} statements)`, {
+  runConformance(pgliteTest, `pglite (${label})`, {
     writers: 8,
     raceUntil: 150n,
     async open(initial?: ReadonlyMap<string, readonly VersionedData[]>) {
@@ -50,6 +51,7 @@ for (const mode of ["postgres", "cockroach"] as const) {
       }
       return await PostgresConsensus.open(fromPglite(db), {
         mode,
+        notify,
         table,
         create: false,
         listKeysPageSize: 7,

@@ -11,12 +11,12 @@ import { PostgresConsensus } from "../mod.ts";
 import { fromPostgresJs } from "../src/adapters/postgres_js.ts";
 import { dialectFor, quoteIdentifier } from "../src/dialect.ts";
 import { runConformance } from "../src/testing/mod.ts";
-import { connect, dbTest, sessionFor } from "./_db.ts";
+import { connect, dbTest, sessionFor, STATEMENT_SETS } from "./_db.ts";
 
-for (const mode of ["postgres", "cockroach"] as const) {
-  const table = `conformance_postgres_js_${mode}`;
+for (const { mode, notify, label, suffix } of STATEMENT_SETS) {
+  const table = `conformance_postgres_js_${suffix}`;
   const postgresDdl = dialectFor("postgres", quoteIdentifier(table, "table"));
-  runConformance(dbTest, `postgres-js (${mode} statements)`, {
+  runConformance(dbTest, `postgres-js (${label})`, {
     writers: 8,
     raceUntil: 150n,
     async open(initial?: ReadonlyMap<string, readonly VersionedData[]>) {
@@ -31,6 +31,7 @@ for (const mode of ["postgres", "cockroach"] as const) {
       }
       return await PostgresConsensus.open(fromPostgresJs(sql, { owned: true }), {
         mode,
+        notify,
         table,
         create: false,
         listKeysPageSize: 7, // several pages in the listKeys case

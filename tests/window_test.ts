@@ -4,11 +4,14 @@
 // goes on, and the outcome must be linearizable. Every case runs at READ
 // COMMITTED, REPEATABLE READ and SERIALIZABLE with the Postgres statements,
 // and at SERIALIZABLE with the CockroachDB statements (open refuses them
-// below it, which is tested too).
+// below it, which is tested too). The Postgres statements run twice: bare,
+// and notifying (`notify: true`, pg_notify in the compare-and-set), where a
+// raw LISTEN on the table's channel also checks that exactly the
+// compare-and-sets told "committed" notified, each once.
 import { assert, assertEquals, assertRejects, assertStringIncludes } from "@std/assert";
 import { ConsensusError, PostgresConsensus, type VersionedData } from "../mod.ts";
 import { fromPostgresJs } from "../src/adapters/postgres_js.ts";
-import { dialectFor, quoteIdentifier } from "../src/dialect.ts";
+import { channelFor, dialectFor, quoteIdentifier } from "../src/dialect.ts";
 import { connect, dbTest } from "./_db.ts";
 import { installPark, type Park, PARKED_APP } from "./_park.ts";
 
@@ -22,7 +25,7 @@ const bytes = (text: string) => encoder.encode(text);
 const show = (versions: readonly VersionedData[]) =>
   versions.map((v) => `${v.seqno}:${decoder.decode(v.data)}`).join(" ");
 
-function open(table: string, mode: Mode, level: Level, parked: boolean) {
+function open(table: string, mode: Mode, level: Level, parked: boolean, notify = false) {
   const connection: Record<string, string> = { default_transaction_isolation: level };
   if (parked) connection.application_name = PARKED_APP;
   // One connection for the parked store: its statement is the only one.
@@ -31,6 +34,7 @@ function open(table: string, mode: Mode, level: Level, parked: boolean) {
     mode,
     table,
     create: false,
+    notify,
   });
 }
 
@@ -42,21 +46,61 @@ interface Window {
   park: Park;
 }
 
-// A fresh table with the park trigger, and the two stores on it.
-async function windowed(table: string, mode: Mode, level: Level, fn: (w: Window) => Promise<void>) {
+// A fresh table with the park trigger, and the two stores on it. With
+// `notify`, every payload sent on the table's channel is collected, and at
+// the end they must be exactly one per compare-and-set told "committed".
+async function windowed(
+  table: string,
+  mode: Mode,
+  level: Level,
+  notify: boolean,
+  fn: (w: Window) => Promise<void>,
+) {
   const admin = connect({ max: 1 });
   const ddl = dialectFor("postgres", quoteIdentifier(table, "table"));
   await admin.unsafe(ddl.dropTable);
   await admin.unsafe(ddl.createTable);
   await admin.end();
   const park = await installPark(table);
-  const slow = await open(table, mode, level, true);
-  const fast = await open(table, mode, level, false);
+  const slow = await open(table, mode, level, true, notify);
+  const fast = await open(table, mode, level, false, notify);
+  const listener = connect({ max: 1 });
+  const payloads: string[] = [];
+  const committed: string[] = [];
+  if (notify) {
+    await listener.listen(channelFor(`"public".${quoteIdentifier(table, "table")}`), (payload) => {
+      payloads.push(payload);
+    });
+    for (const store of [slow, fast]) {
+      const compareAndSet = store.compareAndSet.bind(store);
+      store.compareAndSet = async (key, next) => {
+        const result = await compareAndSet(key, next);
+        if (result === "committed") committed.push(`${next.seqno}:${key}`);
+        return result;
+      };
+      const compareAndSetMany = store.compareAndSetMany.bind(store);
+      store.compareAndSetMany = async (entries) => {
+        const result = await compareAndSetMany(entries);
+        if (result === "committed") {
+          for (const { key, next } of entries) committed.push(`${next.seqno}:${key}`);
+        }
+        return result;
+      };
+    }
+  }
   try {
     await fn({ slow, fast, park });
+    if (notify) {
+      // Notifications arrive after their commits: wait for them, bounded.
+      for (let i = 0; i < 100 && payloads.length < committed.length; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      await new Promise((resolve) => setTimeout(resolve, 50)); // and for any extra one
+      assertEquals(payloads.toSorted(), committed.toSorted(), "notifications vs commits");
+    }
   } finally {
     await park.release();
-    await Promise.all([slow.close(), fast.close()]);
+    await Promise.all([slow.close(), fast.close(), listener.end()]);
     await park.close();
   }
 }
@@ -68,14 +112,16 @@ async function stillPending(promise: Promise<unknown>, ms: number): Promise<bool
     "pending";
 }
 
-const cases: [Mode, Level][] = [
-  ...LEVELS.map((level): [Mode, Level] => ["postgres", level]),
-  ["cockroach", "serializable"],
+const cases: [Mode, Level, boolean][] = [
+  ...LEVELS.map((level): [Mode, Level, boolean] => ["postgres", level, false]),
+  ...LEVELS.map((level): [Mode, Level, boolean] => ["postgres", level, true]),
+  ["cockroach", "serializable", false],
 ];
 
-for (const [mode, level] of cases) {
-  const tag = `${mode} statements at ${level}`;
-  const name = (n: string) => `window_${n}_${mode}_${level.replace(" ", "_")}`;
+for (const [mode, level, notify] of cases) {
+  const tag = `${mode} statements${notify ? ", notify," : ""} at ${level}`;
+  const name = (n: string) =>
+    `window_${n}_${mode}${notify ? "_notify" : ""}_${level.replace(" ", "_")}`;
 
   // CAS_FIRST, step 1: the snapshot saw an empty key, and before the
   // insert's conflict check another process commits version 0 and 1 and
@@ -85,7 +131,7 @@ for (const [mode, level] of cases) {
   dbTest(
     `window (${tag}): first write parked before its insert while another commits 0, 1 and truncates 0`,
     async () => {
-      await windowed(name("first"), mode, level, async ({ slow, fast, park }) => {
+      await windowed(name("first"), mode, level, notify, async ({ slow, fast, park }) => {
         // Parks before the first row the statement inserts: the marker (-1)
         // for the Postgres statement, version 0 for the CockroachDB one and
         // for 0.1.0's. Once past the park, the statement holds the lock
@@ -111,7 +157,7 @@ for (const [mode, level] of cases) {
   dbTest(
     `window (${tag}): next write parked after reading its head while another commits it, the next, and truncates`,
     async () => {
-      await windowed(name("next"), mode, level, async ({ slow, fast, park }) => {
+      await windowed(name("next"), mode, level, notify, async ({ slow, fast, park }) => {
         for (const seqno of [0n, 1n]) {
           const result = await fast.compareAndSet("k", { seqno, data: bytes(`B${seqno}`) });
           assertEquals(result, "committed");
@@ -142,7 +188,7 @@ for (const [mode, level] of cases) {
   dbTest(
     `window (${tag}): truncate parked mid-delete while another commits and truncates further`,
     async () => {
-      await windowed(name("truncate"), mode, level, async ({ slow, fast, park }) => {
+      await windowed(name("truncate"), mode, level, notify, async ({ slow, fast, park }) => {
         for (const seqno of [0n, 1n, 2n, 3n]) {
           const result = await fast.compareAndSet("k", { seqno, data: bytes(`B${seqno}`) });
           assertEquals(result, "committed");
@@ -169,7 +215,7 @@ for (const [mode, level] of cases) {
   dbTest(
     `window (${tag}): compareAndSetMany parked before its first write while another commits 0, 1 and truncates 0`,
     async () => {
-      await windowed(name("many_first"), mode, level, async ({ slow, fast, park }) => {
+      await windowed(name("many_first"), mode, level, notify, async ({ slow, fast, park }) => {
         assertEquals(await fast.compareAndSet("y", { seqno: 0n, data: bytes("Y0") }), "committed");
         await park.arm({ op: "INSERT", seqno: -1n }, { op: "INSERT", seqno: 0n });
         const parked = slow.compareAndSetMany!([
@@ -194,7 +240,7 @@ for (const [mode, level] of cases) {
   dbTest(
     `window (${tag}): compareAndSetMany parked before its next write while another commits it and truncates`,
     async () => {
-      await windowed(name("many_next"), mode, level, async ({ slow, fast, park }) => {
+      await windowed(name("many_next"), mode, level, notify, async ({ slow, fast, park }) => {
         for (const seqno of [0n, 1n]) {
           assertEquals(
             await fast.compareAndSet("x", { seqno, data: bytes(`X${seqno}`) }),
@@ -231,7 +277,7 @@ for (const [mode, level] of cases) {
     dbTest(
       `window (${tag}): first write parked after its marker; a competing first write waits and loses`,
       async () => {
-        await windowed(name("marker"), mode, level, async ({ slow, fast, park }) => {
+        await windowed(name("marker"), mode, level, notify, async ({ slow, fast, park }) => {
           await park.arm({ op: "INSERT", seqno: 0n });
           const parked = slow.compareAndSet("k", { seqno: 0n, data: bytes("SLOW") });
           parked.catch(() => {});
@@ -253,7 +299,7 @@ for (const [mode, level] of cases) {
     dbTest(
       `window (${tag}): a first write on a key seeded without a marker mismatches`,
       async () => {
-        await windowed(name("legacy"), mode, level, async ({ slow }) => {
+        await windowed(name("legacy"), mode, level, notify, async ({ slow }) => {
           const admin = connect({ max: 1 });
           await admin.unsafe(
             `INSERT INTO "${name("legacy")}" (shard, sequence_number, data) ` +

@@ -2,7 +2,14 @@
 // driver returns int8 and bytea in its own form (string, number, bigint;
 // Buffer or Uint8Array), and the core wants exactly `bigint` and a plain
 // `Uint8Array`.
-import { type AbortSignalLike, SqlError, type SqlStatement, type SqlValue } from "../executor.ts";
+import {
+  type AbortSignalLike,
+  type ListenOptions,
+  SqlError,
+  type SqlStatement,
+  type SqlSubscription,
+  type SqlValue,
+} from "../executor.ts";
 
 /** A five-character SQLSTATE, as servers send in an error response. */
 export const SQLSTATE: RegExp = /^[0-9A-Z]{5}$/;
@@ -133,4 +140,47 @@ export function describeTarget(options: unknown): string | undefined {
   const who = user ?? username;
   const db = database === undefined ? "" : `/${String(database)}`;
   return `postgres://${who === undefined ? "" : `${String(who)}@`}${where}${db}`;
+}
+
+/** A driver's `listen(channel, onNotify, onlisten)`, as porsager and Bun.SQL have it. */
+export type OnlistenListen = (
+  channel: string,
+  onNotify: (payload: string) => void,
+  onlisten?: () => void,
+) => Promise<{ unlisten(): Promise<unknown> }>;
+
+/**
+ * An executor's `listen` over a driver whose own `listen` keeps a listening
+ * connection, re-LISTENs after it broke, and runs `onlisten` each time
+ * LISTEN is in effect (porsager, Bun.SQL): every `onlisten` after the first
+ * is a reconnect. Callbacks after `close()` are dropped, whatever the driver
+ * still delivers.
+ */
+export async function listenWithOnlisten(
+  listen: OnlistenListen,
+  normalise: (error: unknown) => SqlError,
+  channel: string,
+  onNotify: (payload: string) => void,
+  options: ListenOptions | undefined,
+): Promise<SqlSubscription> {
+  let closed = false;
+  let first = true;
+  let subscription: { unlisten(): Promise<unknown> };
+  try {
+    subscription = await listen(channel, (payload) => {
+      if (!closed) onNotify(String(payload));
+    }, () => {
+      if (first) first = false;
+      else if (!closed) options?.onReconnect?.();
+    });
+  } catch (error) {
+    throw normalise(error);
+  }
+  return {
+    async close() {
+      if (closed) return;
+      closed = true;
+      await subscription.unlisten().catch(() => {});
+    },
+  };
 }

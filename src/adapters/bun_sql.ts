@@ -15,6 +15,7 @@ import {
   abandoned,
   convertRows,
   describeTarget,
+  listenWithOnlisten,
   messageOf,
   onAbort,
   SQLSTATE,
@@ -39,6 +40,16 @@ export interface BunSql {
   unsafe(query: string, params?: unknown[]): BunSqlQuery;
   /** Closes the pool, waiting up to `timeout` seconds for queries in flight. */
   close(options?: { timeout?: number }): Promise<void>;
+  /**
+   * LISTENs on `channel` on a connection of its own; `onlisten` runs each
+   * time LISTEN is in effect (first time and after every reconnect).
+   * Optional: Bun releases without it cannot listen, and watchers poll.
+   */
+  listen?(
+    channel: string,
+    onNotify: (payload: string) => void,
+    onlisten?: () => void,
+  ): Promise<{ unlisten(): Promise<unknown> }>;
   /** The parsed options; hostname, port, username and database name the target in errors. */
   readonly options?: object;
 }
@@ -138,8 +149,17 @@ function normalise(error: unknown): SqlError {
  */
 export function fromBunSql(sql: BunSql, options: FromBunSqlOptions = {}): SqlExecutor {
   const owned = options.owned ?? false;
+  // Bun.SQL (1.4 and later; checked on 1.4.5) LISTENs on a connection of its
+  // own, reconnects it when it breaks and runs `onlisten` each time LISTEN is
+  // in effect: every call after the first is a reconnect.
+  const listen = typeof sql.listen === "function" ? sql.listen.bind(sql) : undefined;
   return {
     target: describeTarget(sql.options),
+    ...listen &&
+      {
+        listen: (channel, onNotify, options) =>
+          listenWithOnlisten(listen, normalise, channel, onNotify, options),
+      },
     async query(
       statement: SqlStatement,
       params: readonly SqlValue[],

@@ -4,13 +4,16 @@
  * @module
  */
 import {
+  type ListenOptions,
   type QueryOptions,
   SqlError,
   type SqlExecutor,
   type SqlResult,
   type SqlStatement,
+  type SqlSubscription,
   type SqlValue,
 } from "../executor.ts";
+import { host } from "../_runtime.ts";
 import {
   abandoned,
   convertRows,
@@ -70,6 +73,17 @@ export interface NodePostgresClient {
   release(destroy?: boolean): void;
   /** The server process id of the connection (set once connected). */
   readonly processID?: number | null;
+  /**
+   * Adds an event listener (pg's client is an EventEmitter): `"notification"`
+   * receives `{ channel, payload }`, `"error"` and `"end"` a broken
+   * connection. Optional: without it the executor cannot listen.
+   */
+  on?(event: "notification" | "error" | "end", listener: (event: unknown) => void): unknown;
+  /** Removes a listener added with `on`. */
+  removeListener?(
+    event: "notification" | "error" | "end",
+    listener: (event: unknown) => void,
+  ): unknown;
 }
 
 /** The subset of node-postgres' query result the adapter uses. *
@@ -232,8 +246,120 @@ export function fromNodePostgres(
         client.release(destroy);
       }
     },
+    listen(channel, onNotify, listenOptions) {
+      return listenOn(pool, channel, onNotify, listenOptions);
+    },
     async close(): Promise<void> {
       if (owned) await pool.end();
+    },
+  };
+}
+
+const RECONNECT_BASE_MS = 100;
+const RECONNECT_CAP_MS = 5_000;
+
+// LISTEN on a client of the pool's own, held for as long as the
+// subscription lives (it counts against the pool's max). When its
+// connection breaks, the client is destroyed and another one LISTENs in its
+// place, after a jittered exponential backoff (100 ms doubling up to 5 s)
+// for as long as that fails; once LISTEN is in effect again `onReconnect`
+// runs, since notifications sent in between were lost. close() UNLISTENs
+// and returns the client to the pool (or destroys it when that fails).
+async function listenOn(
+  pool: NodePostgresPool,
+  channel: string,
+  onNotify: (payload: string) => void,
+  options: ListenOptions | undefined,
+): Promise<SqlSubscription> {
+  // The listening client is one of the pool's, held for as long as anyone
+  // watches: with a pool of one it would starve every statement.
+  const max = (pool.options as { max?: unknown } | undefined)?.max;
+  if (typeof max === "number" && max < 2) {
+    throw new SqlError(`Cannot listen: the pool's max is ${max}, and LISTEN holds one client`);
+  }
+  const quoted = `"${channel.replaceAll('"', '""')}"`;
+  let closed = false;
+  // The client LISTENing now, with the listener that reacts to its loss.
+  let current: { client: NodePostgresClient; broken: () => void } | undefined;
+  let timer: unknown;
+  let failures = 0;
+  const notified = (event: unknown) => {
+    const { channel: from, payload } = (event ?? {}) as { channel?: unknown; payload?: unknown };
+    if (!closed && from === channel) onNotify(typeof payload === "string" ? payload : "");
+  };
+  const detach = (client: NodePostgresClient, broken: () => void) => {
+    client.removeListener?.("notification", notified);
+    client.removeListener?.("error", broken);
+    client.removeListener?.("end", broken);
+  };
+  const connect = async (): Promise<void> => {
+    let client: NodePostgresClient;
+    try {
+      client = await pool.connect();
+    } catch (error) {
+      throw normalise(error);
+    }
+    if (typeof client.on !== "function") {
+      client.release();
+      throw new SqlError("Cannot listen: the pool's clients emit no events (no on())");
+    }
+    const broken = () => {
+      if (current?.client !== client) return;
+      current = undefined;
+      detach(client, broken);
+      client.release(true);
+      if (!closed) retry();
+    };
+    // An "error" event with no listener would crash the process.
+    client.on("error", broken);
+    client.on("end", broken);
+    client.on("notification", notified);
+    try {
+      await client.query({ text: `LISTEN ${quoted}`, rowMode: "array" });
+    } catch (error) {
+      detach(client, broken);
+      client.release(true);
+      throw normalise(error);
+    }
+    current = { client, broken };
+  };
+  const retry = () => {
+    const delay = Math.random() * Math.min(RECONNECT_CAP_MS, RECONNECT_BASE_MS * 2 ** failures);
+    timer = host.setTimeout(async () => {
+      timer = undefined;
+      if (closed) return;
+      try {
+        await connect();
+        failures = 0;
+        if (closed) await unlisten();
+        else options?.onReconnect?.();
+      } catch {
+        failures = Math.min(failures + 1, 16);
+        if (!closed) retry();
+      }
+    }, delay);
+  };
+  const unlisten = async () => {
+    const held = current;
+    current = undefined;
+    if (held === undefined) return;
+    try {
+      await held.client.query({ text: `UNLISTEN ${quoted}`, rowMode: "array" });
+      detach(held.client, held.broken);
+      held.client.release();
+    } catch {
+      detach(held.client, held.broken);
+      held.client.release(true);
+    }
+  };
+  await connect();
+  return {
+    async close() {
+      if (closed) return;
+      closed = true;
+      if (timer !== undefined) host.clearTimeout(timer);
+      timer = undefined;
+      await unlisten();
     },
   };
 }

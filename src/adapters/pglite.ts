@@ -38,6 +38,11 @@ export interface PgliteDatabase {
   ): Promise<PgliteResult>;
   /** Shuts the database down. */
   close(): Promise<void>;
+  /**
+   * LISTENs on `channel`; resolves to the function that stops it. Optional:
+   * without it the executor cannot listen.
+   */
+  listen?(channel: string, callback: (payload: string) => void): Promise<() => Promise<void>>;
 }
 
 /** The subset of PGlite's query result the adapter uses. *
@@ -146,6 +151,29 @@ export function fromPglite(db: PgliteDatabase, options: FromPgliteOptions = {}):
       } catch (error) {
         throw normalise(error);
       }
+    },
+    // In process: no connection to lose, so no reconnects to report. Every
+    // store on the instance shares its one session, which receives its own
+    // notifications too.
+    ...typeof db.listen === "function" && {
+      async listen(channel: string, onNotify: (payload: string) => void) {
+        let closed = false;
+        let unlisten: () => Promise<void>;
+        try {
+          unlisten = await db.listen!(channel, (payload) => {
+            if (!closed) onNotify(payload);
+          });
+        } catch (error) {
+          throw normalise(error);
+        }
+        return {
+          async close() {
+            if (closed) return;
+            closed = true;
+            await unlisten().catch(() => {});
+          },
+        };
+      },
     },
     async close(): Promise<void> {
       if (owned) await db.close();

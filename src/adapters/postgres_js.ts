@@ -12,7 +12,14 @@ import {
   type SqlStatement,
   type SqlValue,
 } from "../executor.ts";
-import { convertRows, describeTarget, onAbort, SOCKET_CODES, SQLSTATE } from "./_convert.ts";
+import {
+  convertRows,
+  describeTarget,
+  listenWithOnlisten,
+  onAbort,
+  SOCKET_CODES,
+  SQLSTATE,
+} from "./_convert.ts";
 
 /**
  * The subset of a `postgres()` instance the adapter uses, written here so
@@ -27,6 +34,16 @@ export interface PostgresJsSql {
   ): PostgresJsPendingQuery;
   /** Closes the pool. */
   end(options?: { timeout?: number }): Promise<void>;
+  /**
+   * LISTENs on `channel` on the driver's own listening connection;
+   * `onlisten` runs each time LISTEN is in effect (first time and after every
+   * reconnect). Optional: without it the executor cannot listen.
+   */
+  listen?(
+    channel: string,
+    onNotify: (payload: string) => void,
+    onlisten?: () => void,
+  ): Promise<{ unlisten(): Promise<unknown> }>;
   /** The parsed options; their `max_pipeline` decides whether cancelling is safe. */
   readonly options?: object;
 }
@@ -132,8 +149,24 @@ export function fromPostgresJs(
   // core has already reported them as indeterminate) and `statement_timeout`
   // is the way to bound them on the server.
   const cancellable = (sql.options as { max_pipeline?: unknown } | undefined)?.max_pipeline === 0;
+  // porsager keeps one listening connection per postgres() instance, opened at
+  // the first listen() and kept (idle once unlistened) until end(). When it
+  // breaks, porsager reconnects and LISTENs again, and runs `onlisten` once
+  // that is in effect: every call after the first is a reconnect. Two things
+  // porsager 3.4.9 does that the subscription guards against: after a
+  // reconnect, the `unlisten` handed out before it no longer removes the
+  // callback (it was re-registered as a new listener), so a closed
+  // subscription drops what still arrives; and a re-LISTEN that fails (the
+  // server still down) is dropped for good, after which watchers are woken by
+  // their own polling only.
+  const listen = typeof sql.listen === "function" ? sql.listen.bind(sql) : undefined;
   return {
     target: describeTarget(sql.options),
+    ...listen &&
+      {
+        listen: (channel, onNotify, options) =>
+          listenWithOnlisten(listen, normalise, channel, onNotify, options),
+      },
     async query(
       statement: SqlStatement,
       params: readonly SqlValue[],

@@ -14,12 +14,10 @@ import {
   VersionTable,
 } from "./_format.ts";
 import type { TableStats } from "./_stats.ts";
-import { pollWatch, type WatchFn } from "./_watch.ts";
+import { watch as libraryWatch } from "../watch.ts";
 
-// Where the real watch plugs in: once mod.ts exports `watch(store, key,
-// options)` (issue 9), import it and set WATCH to it. It takes the same
-// options and yields the same versions; the command and its output stay.
-const WATCH: WatchFn = pollWatch;
+/** A function with the signature of the library's `watch` (tests pass their own). */
+export type WatchFn = typeof libraryWatch;
 
 /** Thrown when stdout's reader went away (`| head`): stop quietly. */
 export class StdoutClosed extends Error {}
@@ -68,9 +66,9 @@ export interface CommandContext {
   /** Reads the table's stats; absent for stores that are not tables. */
   stats?: (signal?: AbortSignalLike) => Promise<TableStats & { engine: string }>;
   signal?: AbortSignalLike;
-  /** The watch to use; the library's when it has one. */
+  /** The watch to use: the library's unless a test passes another. */
   watch?: WatchFn;
-  /** How often the polling watch reads. */
+  /** `watch`'s `pollIntervalMs`: how often it reads when nothing woke it. */
   pollIntervalMs?: number;
 }
 
@@ -217,7 +215,7 @@ async function watch(parsed: Parsed, context: CommandContext) {
   const limit = parsed.limit;
   if (limit === 0) return;
   const table = new VersionTable(parsed.full);
-  const versions = (context.watch ?? WATCH)(store, parsed.key!, {
+  const versions = (context.watch ?? libraryWatch)(store, parsed.key!, {
     from: parsed.from,
     signal,
     pollIntervalMs: context.pollIntervalMs ?? 250,

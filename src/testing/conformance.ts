@@ -2,9 +2,12 @@ import { MAX_DATA_BYTES, MAX_KEY_BYTES, MAX_MANY_ENTRIES, MAX_SEQNO } from "../l
 import type { CasEntry, CasResult, Consensus, VersionedData } from "../types.ts";
 import { host, sleep } from "../_runtime.ts";
 import { acquireLease } from "../lease.ts";
-import { assert, assertEquals, assertRejects } from "./_assert.ts";
+import { assert, assertEquals, assertRejects, ConformanceFailure } from "./_assert.ts";
 import { raceOnOneKey } from "./race.ts";
 import { update } from "../update.ts";
+import { watch } from "../watch.ts";
+import { TruncatedError } from "../errors.ts";
+import type { AbortSignalLike } from "../executor.ts";
 
 /**
  * How the conformance suite reaches one backend.
@@ -88,6 +91,53 @@ async function withStore(
 
 // deno-lint-ignore no-explicit-any
 type Loose = any;
+
+// Every wait in the watch case is bounded: a watcher that never delivers
+// fails the case instead of hanging the runner.
+const WATCH_WAIT_MS = 10_000;
+
+function within<T>(promise: Promise<T>, what: string): Promise<T> {
+  let timer: unknown;
+  const late = new Promise<never>((_, reject) => {
+    timer = host.setTimeout(
+      () => reject(new ConformanceFailure(`${what}: nothing after ${WATCH_WAIT_MS} ms`)),
+      WATCH_WAIT_MS,
+    );
+  });
+  return Promise.race([promise, late]).finally(() => host.clearTimeout(timer));
+}
+
+// A minimal AbortSignal, so the suite needs no runtime's AbortController.
+function abortable(): { signal: AbortSignalLike; abort(): void } {
+  const listeners = new Set<() => void>();
+  const signal = {
+    aborted: false,
+    addEventListener: (_type: "abort", listener: () => void) => listeners.add(listener),
+    removeEventListener: (_type: "abort", listener: () => void) => listeners.delete(listener),
+  };
+  return {
+    signal,
+    abort() {
+      signal.aborted = true;
+      for (const listener of [...listeners]) listener();
+    },
+  };
+}
+
+// Takes `count` items from a watcher, each within the bound.
+async function take(
+  iterator: AsyncIterator<VersionedData>,
+  count: number,
+  what: string,
+): Promise<VersionedData[]> {
+  const items: VersionedData[] = [];
+  for (let i = 0; i < count; i++) {
+    const item = await within(iterator.next(), `${what}, item ${i}`);
+    assert(item.done !== true, `${what}: ended after ${i} items`);
+    items.push(item.value);
+  }
+  return items;
+}
 
 /** Bad inputs, each with the error it must raise before any I/O. */
 const BAD_INPUTS: ReadonlyArray<{
@@ -495,6 +545,106 @@ export const conformanceCases: readonly ConformanceCase[] = [
       }),
   },
   {
+    name:
+      "watch yields each version from `from` once, in order, then new ones, and ends on break, abort and close",
+    run: (h) =>
+      withStore(h, async (store) => {
+        const poll = { pollIntervalMs: 20 };
+        await writeChain(store, "w", 5);
+        const replay = watch(store, "w", { from: 2n, ...poll });
+        assertEquals(
+          await take(replay, 3, "replay from 2"),
+          [2, 3, 4].map((i) => v(BigInt(i), `w#${i}`)),
+        );
+        const pending = replay.next();
+        assertEquals(await store.compareAndSet("w", v(5n, "five")), "committed", "write 5");
+        assertEquals(await within(pending, "version 5 after it committed"), {
+          done: false,
+          value: v(5n, "five"),
+        });
+        assertEquals(await replay.return!(), { done: true, value: undefined }, "return()");
+        assertEquals(await replay.next(), { done: true, value: undefined }, "after return()");
+
+        const fromHead = watch(store, "w", poll);
+        assertEquals(await take(fromHead, 1, "default from"), [v(5n, "five")], "head first");
+        await store.compareAndSet("w", v(6n, "six"));
+        assertEquals(await take(fromHead, 1, "after the head"), [v(6n, "six")]);
+        await fromHead.return!();
+
+        // Whether the watcher reads the empty head before or after version 0
+        // commits, version 0 comes first.
+        const empty = watch(store, "fresh", poll);
+        const first = empty.next();
+        await writeChain(store, "fresh", 1);
+        assertEquals(await within(first, "a watcher of an empty key"), {
+          done: false,
+          value: v(0n, "fresh#0"),
+        }, "an empty key starts at version 0");
+        await store.compareAndSet("fresh", v(1n, "fresh#1"));
+        assertEquals(await take(empty, 1, "after version 0"), [v(1n, "fresh#1")]);
+        await empty.return!();
+
+        await writeChain(store, "cut", 6);
+        await store.truncate("cut", 4n);
+        const truncated = await assertRejects(
+          async () => {
+            for await (const _ of watch(store, "cut", { from: 1n, ...poll })) {
+              throw new ConformanceFailure("yielded a version after a truncated one");
+            }
+          },
+          TruncatedError,
+          "versions from seqno 1 were truncated",
+        ) as TruncatedError;
+        assertEquals([truncated.seqno, truncated.available], [1n, 4n], "first missing, available");
+        const seen: VersionedData[] = [];
+        for await (const version of watch(store, "cut", { from: 4n, ...poll })) {
+          seen.push(version);
+          if (version.seqno === 5n) break;
+        }
+        assertEquals(seen.map((x) => x.seqno), [4n, 5n], "from the first version kept");
+
+        const aborter = abortable();
+        const aborted = watch(store, "w", { from: 7n, signal: aborter.signal, ...poll });
+        const waiting = aborted.next();
+        await new Promise<void>((resolve) => host.setTimeout(resolve, 30));
+        aborter.abort();
+        assertEquals(await within(waiting, "a watcher after abort"), {
+          done: true,
+          value: undefined,
+        });
+        const before = abortable();
+        before.abort();
+        assertEquals(
+          await watch(store, "w", { signal: before.signal }).next(),
+          { done: true, value: undefined },
+          "a signal aborted before the first next()",
+        );
+
+        assert(
+          (() => {
+            try {
+              watch(store, "", poll);
+              return false;
+            } catch (error) {
+              return error instanceof RangeError;
+            }
+          })(),
+          "an empty key throws a RangeError at the call",
+        );
+        assert(
+          (() => {
+            try {
+              watch(store, "w", { pollIntervalMs: 0 });
+              return false;
+            } catch (error) {
+              return error instanceof RangeError;
+            }
+          })(),
+          "pollIntervalMs 0 throws a RangeError at the call",
+        );
+      }),
+  },
+  {
     name: "compareAndSetMany appends to every key or to none",
     run: (h) =>
       withMany(h, async (store, many) => {
@@ -662,6 +812,22 @@ export const conformanceCases: readonly ConformanceCase[] = [
           'Cannot acquire lease "foreign": version 0 is not a lease record',
         );
       }),
+  },
+  {
+    name: "watch ends when the store closes",
+    run: async (h) => {
+      const store = await h.open();
+      const watcher = watch(store, "k", { pollIntervalMs: 20 });
+      const first = watcher.next();
+      await store.compareAndSet("k", v(0n, "zero"));
+      assertEquals(await within(first, "version 0"), { done: false, value: v(0n, "zero") });
+      const waiting = watcher.next();
+      await within(store.close(), "close");
+      assertEquals(await within(waiting, "a watcher after close"), {
+        done: true,
+        value: undefined,
+      });
+    },
   },
   {
     name: "a closed store rejects further operations",

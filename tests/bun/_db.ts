@@ -73,3 +73,20 @@ export async function seedTable(
     await sql.end();
   }
 }
+
+/**
+ * The statement sets every adapter's conformance run covers: the Postgres
+ * statements bare and notifying (`notify: true`: pg_notify in the
+ * compare-and-set, a different statement shape whose rowCount must read the
+ * same), and the CockroachDB statements.
+ */
+export const STATEMENT_SETS = [
+  { mode: "postgres", notify: false, label: "postgres statements", suffix: "postgres" },
+  {
+    mode: "postgres",
+    notify: true,
+    label: "postgres statements, notify",
+    suffix: "postgres_notify",
+  },
+  { mode: "cockroach", notify: false, label: "cockroach statements", suffix: "cockroach" },
+] as const;

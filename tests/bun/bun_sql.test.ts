@@ -7,11 +7,11 @@ import { expect } from "bun:test";
 import { ConsensusError, PostgresConsensus, SqlError, type VersionedData } from "../../mod.ts";
 import { fromBunSql } from "../../src/adapters/bun_sql.ts";
 import { runConformance } from "../../src/testing/mod.ts";
-import { bunSql, dbTest, seedTable, sessionFor } from "./_db.ts";
+import { bunSql, dbTest, seedTable, sessionFor, STATEMENT_SETS } from "./_db.ts";
 
-for (const mode of ["postgres", "cockroach"] as const) {
-  const table = `conformance_bun_sql_${mode}`;
-  runConformance(dbTest, `bun-sql (${mode} statements)`, {
+for (const { mode, notify, label, suffix } of STATEMENT_SETS) {
+  const table = `conformance_bun_sql_${suffix}`;
+  runConformance(dbTest, `bun-sql (${label})`, {
     writers: 8,
     raceUntil: 150n,
     async open(initial?: ReadonlyMap<string, readonly VersionedData[]>) {
@@ -20,6 +20,7 @@ for (const mode of ["postgres", "cockroach"] as const) {
         fromBunSql(bunSql(20, sessionFor(mode)), { owned: true }),
         {
           mode,
+          notify,
           table,
           create: false,
           listKeysPageSize: 7,

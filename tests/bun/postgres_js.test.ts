@@ -5,11 +5,11 @@
 import { PostgresConsensus, type VersionedData } from "../../mod.ts";
 import { fromPostgresJs } from "../../src/adapters/postgres_js.ts";
 import { runConformance } from "../../src/testing/mod.ts";
-import { dbTest, porsager, seedTable, sessionFor } from "./_db.ts";
+import { dbTest, porsager, seedTable, sessionFor, STATEMENT_SETS } from "./_db.ts";
 
-for (const mode of ["postgres", "cockroach"] as const) {
-  const table = `conformance_bun_postgres_js_${mode}`;
-  runConformance(dbTest, `bun postgres-js (${mode} statements)`, {
+for (const { mode, notify, label, suffix } of STATEMENT_SETS) {
+  const table = `conformance_bun_postgres_js_${suffix}`;
+  runConformance(dbTest, `bun postgres-js (${label})`, {
     writers: 8,
     raceUntil: 150n,
     async open(initial?: ReadonlyMap<string, readonly VersionedData[]>) {
@@ -18,6 +18,7 @@ for (const mode of ["postgres", "cockroach"] as const) {
         fromPostgresJs(porsager(20, sessionFor(mode)), { owned: true }),
         {
           mode,
+          notify,
           table,
           create: false,
           listKeysPageSize: 7,

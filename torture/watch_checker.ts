@@ -1,0 +1,193 @@
+/**
+ * Checks what `watch` delivered against the recorded history of the writes
+ * (`torture/history.ts`): every watcher must have seen a gapless, in-order
+ * sequence of committed versions, each once.
+ *
+ * For each watcher, in order:
+ * 1. Gapless and in order: the i-th version yielded has seqno `first + i`
+ *    (so none twice, none skipped, none out of order).
+ * 2. Where it starts: at `from` when given; otherwise at a version no older
+ *    than one acknowledged as committed before the watcher started (the head
+ *    "as it is when iteration starts").
+ * 3. Only committed versions: each (seqno, payload) yielded is a
+ *    compare-and-set of that seqno and payload, alone or as an entry of a
+ *    compareAndSetMany (payloads are unique per write), whose outcome is
+ *    "committed" or unknown, never one told
+ *    "mismatch" or a determinate failure, and never a payload no write sent.
+ *    Two watchers never see different payloads for one seqno.
+ * 4. No version before its write: a version is yielded after the invocation
+ *    of the compare-and-set that wrote it.
+ * 5. Complete: a watcher that ended normally after the writes stopped saw
+ *    every version up to the final head (when the round gives the heads).
+ * 6. A truncation error names the version the watcher expected next, and a
+ *    truncate above that seqno was invoked before the error.
+ *
+ * @module
+ */
+import type { Entry, Version } from "./history.ts";
+
+/** What one watcher delivered, as the round recorded it. */
+export interface WatchRecord {
+  /** An id, for reports. */
+  readonly watcher: number;
+  readonly key: string;
+  /** The `from` it was given; `undefined` to start at the head. */
+  readonly from?: bigint;
+  /** `performance.now()` of its first `next()`. */
+  readonly started: number;
+  /** The versions it yielded, in order, with when each was yielded. */
+  readonly versions: readonly (Version & { readonly at: number })[];
+  /**
+   * How it ended: stopped by the round (abort or break), the store closed,
+   * a {@linkcode TruncatedError} (with the seqno it named and when), or any
+   * other error.
+   */
+  readonly end:
+    | { readonly type: "stopped" }
+    | { readonly type: "truncated"; readonly seqno: bigint; readonly at: number }
+    | { readonly type: "error"; readonly message: string };
+}
+
+/** One broken promise of `watch`. */
+export interface WatchViolation {
+  readonly watcher: number;
+  readonly key: string;
+  readonly reason: string;
+}
+
+/** The verdict on a set of watchers. */
+export interface WatchCheckResult {
+  readonly status: "ok" | "violation";
+  readonly watchers: number;
+  /** Versions yielded, over all watchers. */
+  readonly versions: number;
+  readonly violations: readonly WatchViolation[];
+}
+
+/**
+ * Checks `watches` against the writes recorded in `entries`.
+ *
+ * @param entries The recorded history of the writers (and truncators).
+ * @param watches What each watcher yielded.
+ * @param finalHeads Per key, the head after the writers stopped: watchers
+ *   that ended `stopped` must have reached it.
+ * @returns The verdict, with every violation found.
+ */
+export function checkWatches(
+  entries: readonly Entry[],
+  watches: readonly WatchRecord[],
+  finalHeads?: ReadonlyMap<string, bigint>,
+): WatchCheckResult {
+  const violations: WatchViolation[] = [];
+  // Per key and seqno: the writes of that seqno, by payload.
+  const writes = new Map<string, Map<bigint, Map<string, Entry>>>();
+  const truncates = new Map<string, Entry[]>();
+  for (const entry of entries) {
+    if (entry.op.kind === "truncate") {
+      let list = truncates.get(entry.key);
+      if (list === undefined) truncates.set(entry.key, list = []);
+      list.push(entry);
+    }
+    // A compareAndSetMany writes each of its entries, with its outcome.
+    const appends = entry.op.kind === "cas"
+      ? [{ key: entry.key, seqno: entry.op.seqno, data: entry.op.data }]
+      : entry.op.kind === "casMany"
+      ? entry.op.entries
+      : [];
+    for (const { key, seqno, data } of appends) {
+      let bySeqno = writes.get(key);
+      if (bySeqno === undefined) writes.set(key, bySeqno = new Map());
+      let byPayload = bySeqno.get(seqno);
+      if (byPayload === undefined) bySeqno.set(seqno, byPayload = new Map());
+      byPayload.set(data, entry);
+    }
+  }
+  const agreed = new Map<string, string>();
+  let total = 0;
+  for (const watch of watches) {
+    const fail = (reason: string) =>
+      violations.push({ watcher: watch.watcher, key: watch.key, reason });
+    const versions = watch.versions;
+    total += versions.length;
+    const first = versions[0]?.seqno;
+    // 1. gapless, in order
+    for (let i = 1; i < versions.length; i++) {
+      if (versions[i].seqno !== first! + BigInt(i)) {
+        fail(`yielded ${versions[i].seqno} after ${versions[i - 1].seqno}`);
+        break;
+      }
+    }
+    // 2. where it starts
+    if (watch.from !== undefined && first !== undefined && first !== watch.from) {
+      fail(`started at ${first}, not at from ${watch.from}`);
+    }
+    if (watch.from === undefined && first !== undefined) {
+      for (const [seqno, byPayload] of writes.get(watch.key) ?? []) {
+        if (seqno <= first) continue;
+        const before = [...byPayload.values()].find((e) =>
+          e.outcome.type === "ok" && e.outcome.value === "committed" && e.ret < watch.started
+        );
+        if (before !== undefined) {
+          fail(`started at ${first}, below version ${seqno} committed before it started`);
+          break;
+        }
+      }
+    }
+    // 3 and 4. committed versions only, after their writes began
+    for (const version of versions) {
+      const write = writes.get(watch.key)?.get(version.seqno)?.get(version.data);
+      if (write === undefined) {
+        fail(`yielded ${version.seqno} with a payload no write of that seqno sent`);
+        continue;
+      }
+      const { outcome } = write;
+      const committed = (outcome.type === "ok" && outcome.value === "committed") ||
+        outcome.type === "unknown";
+      if (!committed) {
+        fail(`yielded ${version.seqno} from a write told ${describe(outcome)}`);
+      }
+      if (version.at < write.call) {
+        fail(`yielded ${version.seqno} before its write was invoked`);
+      }
+      const tag = `${version.seqno}\u0000${watch.key}`;
+      const other = agreed.get(tag);
+      if (other === undefined) agreed.set(tag, version.data);
+      else if (other !== version.data) {
+        fail(`yielded ${version.seqno} with a payload another watcher saw differently`);
+      }
+    }
+    // 5 and 6. how it ended
+    const next = first === undefined ? watch.from : versions.at(-1)!.seqno + 1n;
+    const end = watch.end;
+    if (end.type === "stopped") {
+      const head = finalHeads?.get(watch.key);
+      const reached = versions.at(-1)?.seqno;
+      if (head !== undefined && (reached === undefined || reached < head)) {
+        fail(`stopped at ${reached ?? "nothing"}, short of the final head ${head}`);
+      }
+    } else if (end.type === "truncated") {
+      if (next !== undefined && end.seqno !== next) {
+        fail(`named ${end.seqno} as truncated, expected ${next}`);
+      }
+      const cause = (truncates.get(watch.key) ?? []).find((e) =>
+        e.op.kind === "truncate" && e.op.seqno > end.seqno && e.call <= end.at &&
+        e.outcome.type !== "fail" && e.outcome.type !== "range"
+      );
+      if (cause === undefined) {
+        fail(`reported ${end.seqno} truncated, but no truncate above it began before that`);
+      }
+    } else {
+      fail(`ended with an error: ${end.message}`);
+    }
+  }
+  return {
+    status: violations.length === 0 ? "ok" : "violation",
+    watchers: watches.length,
+    versions: total,
+    violations,
+  };
+}
+
+function describe(outcome: Entry["outcome"]): string {
+  return outcome.type === "ok" ? JSON.stringify(outcome.value) : outcome.type;
+}
