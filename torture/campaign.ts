@@ -996,7 +996,7 @@ async function runBunWorkload(
   return entries;
 }
 
-function isAcknowledgedCommit(entry: Entry): boolean {
+export function isAcknowledgedCommit(entry: Entry): boolean {
   return entry.op.kind === "cas" && entry.outcome.type === "ok" &&
     entry.outcome.value === "committed";
 }
@@ -1021,7 +1021,7 @@ async function readVersions(admin: postgres.Sql, table: string): Promise<Durable
   }
 }
 
-interface Durability {
+export interface Durability {
   verified: number;
   truncated: number;
   lost: number;
@@ -1040,7 +1040,7 @@ function addDurability(report: CampaignReport, found: Durability): void {
 // lowest version (truncated). Heads are never deleted, so an acknowledged
 // seqno above the head is lost. Rows below seqno 0 are the store's own
 // (a key's never-deleted marker), not versions: they are left out.
-async function verifyDurable(
+export async function verifyDurable(
   admin: postgres.Sql,
   table: string,
   acknowledged: readonly Entry[],

@@ -8,6 +8,7 @@
  */
 import { parseArgs } from "node:util";
 import { formatReport, passed, runCampaign } from "./campaign.ts";
+import { failoverPassed, formatFailoverReport, runFailoverCampaign } from "./failover.ts";
 
 const USAGE = `Usage: deno task torture [flags]
 
@@ -42,6 +43,20 @@ Flags:
   --fault-transfers <yes|no>
                        every other fault round runs the transfer workload
                        (default yes)
+  --failover           instead: the failover mode. A primary and a streaming
+                       standby on loopback; the workload and the storm run
+                       through a multi-host URL while the primary is killed
+                       (immediate), the standby promoted and a new standby
+                       built, --failovers times; then the histories are
+                       checked and every acknowledged commit looked for on
+                       the final primary. Synchronous replication unless
+                       --async; exits 1 if a synchronous run loses a write
+                       or is not linearizable
+  --async              with --failover: asynchronous replication (measures
+                       the acknowledged writes lost; does not fail on them)
+  --failovers <n>      with --failover: failovers to run (default 20)
+  --interval <s>       with --failover: workload time before each failover
+                       (default 3)
   -h, --help           print this and exit
 `;
 
@@ -64,6 +79,10 @@ try {
       transfers: { type: "string" },
       "transfer-round": { type: "string", default: "20" },
       "fault-transfers": { type: "string", default: "yes" },
+      failover: { type: "boolean", default: false },
+      async: { type: "boolean", default: false },
+      failovers: { type: "string", default: "20" },
+      interval: { type: "string", default: "3" },
       help: { type: "boolean", short: "h", default: false },
     },
   }));
@@ -80,6 +99,23 @@ const positive = (name: string, text: string) => {
   if (!(value > 0)) usageError(`--${name} must be a positive number, got ${JSON.stringify(text)}`);
   return value;
 };
+if (values.failover) {
+  const failovers = positive("failovers", values.failovers);
+  const report = await runFailoverCampaign({
+    synchronous: !values.async,
+    failovers,
+    intervalMs: positive("interval", values.interval) * 1000,
+    log: (line) => console.error(`[failover] ${line}`),
+  });
+  const command = `deno task torture --failover${
+    values.async ? " --async" : ""
+  } --failovers ${values.failovers} --interval ${values.interval}`;
+  console.log(formatFailoverReport(report, command));
+  for (const failure of report.failures) console.log(`FAILURE: ${failure}`);
+  Deno.exit(failoverPassed(report) ? 0 : 1);
+}
+if (values.async) usageError("--async needs --failover");
+
 const share = Number(values.storm);
 if (!(share >= 0 && share <= 1)) {
   usageError(`--storm must be a number from 0 to 1, got ${JSON.stringify(values.storm)}`);
