@@ -501,6 +501,10 @@ async function runRound(
     signal: controller.signal,
     intervalMs: options.faultIntervalMs,
     kinds: bun ? FAULT_KINDS.filter((k) => k !== "pool-exhaustion") : FAULT_KINDS,
+    // Each round goes on where the last one's faults stopped: rounds that
+    // end at their operation cap after two or three faults (faster scans
+    // made them shorter) would otherwise only ever inject the first kinds.
+    firstKind: FAULT_KINDS.reduce((sum, k) => sum + report.faults[k], 0),
     log: (l) => log(`  ${l}`),
   });
 

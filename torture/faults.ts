@@ -76,6 +76,11 @@ export interface FaultOptions {
   intervalMs: [number, number];
   /** Kinds to inject. @default {FAULT_KINDS} */
   kinds?: readonly FaultKind[];
+  /**
+   * Index in `kinds` of the first fault, so that rounds too short for a
+   * full cycle still inject every kind over a campaign. @default {0}
+   */
+  firstKind?: number;
   /** Called after each fault, with what happened. */
   log?: (line: string) => void;
 }
@@ -92,7 +97,7 @@ export async function runFaults(
   for (let i = 0; !options.signal.aborted; i++) {
     await sleep(low + Math.random() * (high - low), options.signal);
     if (options.signal.aborted) break;
-    const kind = kinds[i % kinds.length];
+    const kind = kinds[((options.firstKind ?? 0) + i) % kinds.length];
     try {
       // Every fault is bounded, even if a driver never answers.
       const detail = await Promise.race([
