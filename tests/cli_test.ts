@@ -6,8 +6,7 @@ import { assert, assertEquals, assertStringIncludes } from "@std/assert";
 import postgres from "postgres";
 import { PostgresConsensus } from "@persist/consensus";
 import { fromPostgresJs } from "@persist/consensus/postgres-js";
-import { startThrowawayPostgres } from "../tools/postgres_server.ts";
-import { connect, DATABASE_URL, dbTest } from "./_db.ts";
+import { connect, DATABASE_URL, dbTest, withPasswordServer } from "./_db.ts";
 
 const CLI = new URL("../src/runtime/cli.ts", import.meta.url).pathname;
 
@@ -311,35 +310,8 @@ dbTest("cli: a reader that goes away ends a long listing quietly", async () => {
 });
 
 dbTest("cli: a wrong password is one line, status 1, and the password is not shown", async () => {
-  // The shared server trusts every loopback login: this needs a server of
-  // its own whose pg_hba.conf asks for a password.
-  const dir = await Deno.makeTempDir({ prefix: "persist-consensus-cli-hba-" });
-  await Deno.chmod(dir, 0o755);
-  const hba = `${dir}/pg_hba.conf`;
-  await Deno.writeTextFile(
-    hba,
-    "local all all trust\nhost all postgres 127.0.0.1/32 trust\n" +
-      "host all all 127.0.0.1/32 scram-sha-256\n",
-  );
-  await Deno.chmod(hba, 0o644);
-  let server: Awaited<ReturnType<typeof startThrowawayPostgres>> | undefined;
-  try {
-    try {
-      server = await startThrowawayPostgres({ settings: { hba_file: hba } });
-    } catch (error) {
-      console.error(
-        "\n*** SKIPPED the CLI's wrong-password check: no throwaway Postgres could be started " +
-          `(${error instanceof Error ? error.message : String(error)}) ***\n`,
-      );
-      return;
-    }
-    const admin = postgres(server.url, { max: 1, onnotice: () => {} });
-    await admin.unsafe("CREATE ROLE cli_pw LOGIN PASSWORD 'the-right-one'");
-    await admin.end();
-    const url = new URL(server.url);
-    url.username = "cli_pw";
-    url.password = "hunter2-secret";
-    const result = await cli(["keys", "--url", url.href]);
+  await withPasswordServer("the CLI's wrong-password check", "cli_pw", async (server) => {
+    const result = await cli(["keys", "--url", server.wrongUrl.href]);
     assertOneLineError(
       result,
       1,
@@ -347,10 +319,7 @@ dbTest("cli: a wrong password is one line, status 1, and the password is not sho
       "hunter2",
     );
     assertStringIncludes(result.stderr, `postgres://cli_pw@127.0.0.1:${server.port}`);
-  } finally {
-    await server?.stop();
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 // Under Bun: the same executable, the same output.

@@ -21,8 +21,14 @@ import {
 import { dialectFor, quoteIdentifier } from "../src/dialect.ts";
 import { fromPostgresJs } from "../src/adapters/postgres_js.ts";
 import { raceOnOneKey } from "../src/testing/mod.ts";
-import { startThrowawayPostgres } from "../tools/postgres_server.ts";
-import { connect, type ConnectOptions, DATABASE_URL, dbTest, sessionFor } from "./_db.ts";
+import {
+  connect,
+  type ConnectOptions,
+  DATABASE_URL,
+  dbTest,
+  sessionFor,
+  withPasswordServer,
+} from "./_db.ts";
 import { recording } from "./_recording.ts";
 
 const encoder = new TextEncoder();
@@ -761,55 +767,23 @@ dbTest(
 dbTest(
   "open with a wrong password (28P01): determinate, in the user's words, no password",
   async () => {
-    // The shared server trusts every loopback login: this needs a server of
-    // its own whose pg_hba.conf asks for a password.
-    const dir = await Deno.makeTempDir({ prefix: "persist-consensus-hba-" });
-    await Deno.chmod(dir, 0o755);
-    const hba = `${dir}/pg_hba.conf`;
-    await Deno.writeTextFile(
-      hba,
-      "local all all trust\n" +
-        "host all postgres 127.0.0.1/32 trust\n" +
-        "host all all 127.0.0.1/32 scram-sha-256\n",
-    );
-    await Deno.chmod(hba, 0o644);
-    let server: Awaited<ReturnType<typeof startThrowawayPostgres>> | undefined;
-    try {
-      try {
-        server = await startThrowawayPostgres({ settings: { hba_file: hba } });
-      } catch (error) {
-        console.error(
-          "\n*** SKIPPED the 28P01 check: no throwaway Postgres could be started " +
-            `(${error instanceof Error ? error.message : String(error)}) ***\n`,
-        );
-        return;
-      }
-      const admin = postgres(server.url, { max: 1, onnotice: () => {} });
-      await admin.unsafe("CREATE ROLE consensus_pw LOGIN PASSWORD 'the-right-one'");
-      await admin.end();
-      const url = new URL(server.url);
-      url.username = "consensus_pw";
-      url.password = "hunter2-secret";
-      const sql = postgres(url.href, { max: 1, onnotice: () => {} });
+    await withPasswordServer("the 28P01 check", "consensus_pw", async (server) => {
+      const sql = postgres(server.wrongUrl.href, { max: 1, onnotice: () => {} });
       const error = await assertRejects(
         () => PostgresConsensus.open(fromPostgresJs(sql, { owned: true })),
         ConsensusError,
         `Cannot open consensus store on postgres://consensus_pw@127.0.0.1:${server.port}` +
-          `${url.pathname}: password authentication failed for user "consensus_pw"`,
+          `${server.wrongUrl.pathname}: password authentication failed for user "consensus_pw"`,
       ) as ConsensusError;
       assertEquals(error.code, "28P01");
       assertEquals(error.determinate, true);
       assertStringIncludes(error.message, "nothing was changed");
       assert(!chainOf(error).includes("hunter2"), chainOf(error));
       // The right password logs in: the refusal was the password's.
-      url.password = "the-right-one";
-      const right = postgres(url.href, { max: 1, onnotice: () => {} });
+      const right = postgres(server.rightUrl.href, { max: 1, onnotice: () => {} });
       assertEquals((await right`SELECT current_user AS who`)[0].who, "consensus_pw");
       await right.end();
-    } finally {
-      await server?.stop();
-      await Deno.remove(dir, { recursive: true });
-    }
+    });
   },
 );
 
