@@ -117,3 +117,23 @@ export function casScript(dialect: Dialect, shardExpr: string, data: Uint8Array)
     .replace("SELECT sequence_number, data", "SELECT sequence_number AS head");
   return `${headText}\n\\gset\n${casText};\n`;
 }
+
+/**
+ * The flags every bench runner takes, from its arguments: `--quick`,
+ * `--seconds N` per case and `--rounds N`, plus `flag`/`option` for its own.
+ */
+export function benchArgs(args: readonly string[]) {
+  const flag = (name: string) => args.includes(`--${name}`);
+  const option = (name: string, fallback: number) => {
+    const i = args.indexOf(`--${name}`);
+    return i >= 0 ? Number(args[i + 1]) : fallback;
+  };
+  const quick = flag("quick");
+  return {
+    flag,
+    option,
+    quick,
+    seconds: option("seconds", quick ? 1 : 3),
+    rounds: option("rounds", quick ? 1 : 2),
+  };
+}

@@ -15,6 +15,7 @@ import { fromBunSql } from "../src/adapters/bun_sql.ts";
 import { fromPostgresJs } from "../src/adapters/postgres_js.ts";
 import { dialectFor, quoteIdentifier } from "../src/dialect.ts";
 import {
+  benchArgs,
   casScript,
   fmt,
   freshKey,
@@ -29,13 +30,7 @@ import {
 } from "./_measure.ts";
 
 const argv = process.argv.slice(2);
-const option = (name: string, fallback: number) => {
-  const i = argv.indexOf(`--${name}`);
-  return i >= 0 ? Number(argv[i + 1]) : fallback;
-};
-const quick = argv.includes("--quick");
-const seconds = option("seconds", quick ? 1 : 3);
-const rounds = option("rounds", quick ? 1 : 2);
+const { quick, seconds, rounds } = benchArgs(argv);
 const url = process.env.DATABASE_URL;
 if (!url) {
   console.error("DATABASE_URL is not set");

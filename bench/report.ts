@@ -25,6 +25,7 @@ import { fromPostgresJs } from "../src/adapters/postgres_js.ts";
 import { dialectFor } from "../src/dialect.ts";
 import { contended, type ContendedMode } from "./_contended.ts";
 import {
+  benchArgs,
   casScript,
   fmt,
   freshKey,
@@ -56,14 +57,7 @@ function out(line: string): void {
   console.log(line);
   lines.push(line);
 }
-const flag = (name: string) => args.includes(`--${name}`);
-const option = (name: string, fallback: number) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? Number(args[i + 1]) : fallback;
-};
-const quick = flag("quick");
-const seconds = option("seconds", quick ? 1 : 3);
-const rounds = option("rounds", quick ? 1 : 2);
+const { flag, option, quick, seconds, rounds } = benchArgs(args);
 const ms = seconds * 1000;
 const url = Deno.env.get("DATABASE_URL");
 if (!url) {

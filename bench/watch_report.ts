@@ -26,6 +26,7 @@ import { PostgresConsensus, watch } from "../mod.ts";
 import { fromPostgresJs } from "../src/adapters/postgres_js.ts";
 import { dialectFor, quoteIdentifier } from "../src/dialect.ts";
 import {
+  benchArgs,
   casScript,
   fmt,
   freshKey,
@@ -38,14 +39,7 @@ import {
 import { findPgBin, pgbench } from "./_pgbench.ts";
 
 const args = Deno.args;
-const flag = (name: string) => args.includes(`--${name}`);
-const option = (name: string, fallback: number) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? Number(args[i + 1]) : fallback;
-};
-const quick = flag("quick");
-const seconds = option("seconds", quick ? 1 : 3);
-const rounds = option("rounds", quick ? 1 : 2);
+const { seconds, rounds } = benchArgs(args);
 const ms = seconds * 1000;
 const url = Deno.env.get("DATABASE_URL");
 if (!url) {
