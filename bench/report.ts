@@ -57,7 +57,7 @@ function out(line: string): void {
   console.log(line);
   lines.push(line);
 }
-const { flag, option, quick, seconds, rounds } = benchArgs(args);
+const { flag, quick, seconds, rounds } = benchArgs(args);
 const ms = seconds * 1000;
 const url = Deno.env.get("DATABASE_URL");
 if (!url) {

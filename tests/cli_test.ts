@@ -3,7 +3,6 @@
 // The parser, the formats and the commands' edge cases are unit-tested
 // without a server in tests/cli_unit_test.ts.
 import { assert, assertEquals, assertStringIncludes } from "@std/assert";
-import postgres from "postgres";
 import { PostgresConsensus } from "@persist/consensus";
 import { fromPostgresJs } from "@persist/consensus/postgres-js";
 import { connect, DATABASE_URL, dbTest, withPasswordServer } from "./_db.ts";
