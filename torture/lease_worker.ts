@@ -53,6 +53,11 @@ emit({ e: "ready" });
 
 for (;;) {
   const lease = await acquireLease(store, key, { holder, ttlMs, pollIntervalMs: 10 });
+  // A process starved of CPU (or paused) between the grant and this line may
+  // find its lease already over: it never acted as the holder, so it reports
+  // no tenure (CI saw such a grant stamped after the next holder's). The
+  // checker judges what holders do; every act below checks the signal first.
+  if (lease.signal.aborted) continue;
   emit({ e: "grant", token: String(lease.token) });
   let tick = now();
   lease.signal.addEventListener("abort", () => {
