@@ -14,8 +14,11 @@
  * Flags: `--seconds N` per run (default 3), `--rounds N` interleaved rounds
  * (default 2; at least 2 for the first-write growth), `--quick` (1 s, 1 round,
  * fewer sizes, first writes up to 5,000 keys instead of 100,000: a smoke run),
- * `--write` (also rewrite the tables in BENCHMARKS.md), `--peers-only` (only
- * the comparison with Deno KV and etcd, written to `bench/results/peers.md`).
+ * `--write` (also rewrite the tables in BENCHMARKS.md, save the run's JSON as
+ * `bench/results/benchmarks.json` and draw `throughput.svg` and
+ * `contended.svg` from it, `bench/_charts.ts`), `--peers-only` (only the
+ * comparison with Deno KV and etcd, written to `bench/results/peers.md` and
+ * `peers.json`; with `--write`, `peers-throughput.svg` too).
  *
  * @module
  */
@@ -36,6 +39,7 @@ import {
   type RunResult,
   timeBoxed,
 } from "./_measure.ts";
+import { writeCharts } from "./_charts.ts";
 import { firstWrites } from "./_first_writes.ts";
 import { peers } from "./_peers.ts";
 import { findPgBin, pgbench } from "./_pgbench.ts";
@@ -56,6 +60,10 @@ const lines: string[] = [];
 function out(line: string): void {
   console.log(line);
   lines.push(line);
+}
+/** Embeds a chart `--write` renders from this run into BENCHMARKS.md, below the table it charts. */
+function chart(file: string, alt: string): void {
+  if (flag("write")) lines.push("", `![${alt}](bench/results/${file})`);
 }
 const { flag, quick, seconds, rounds } = benchArgs(args);
 const ms = seconds * 1000;
@@ -121,7 +129,13 @@ if (flag("peers-only")) {
   await admin.end({ timeout: 1 });
   await Deno.mkdir("bench/results", { recursive: true });
   await Deno.writeTextFile("bench/results/peers.md", lines.join("\n") + "\n");
-  console.error("\n  [bench] wrote bench/results/peers.md");
+  await Deno.writeTextFile("bench/results/peers.json", JSON.stringify({ machine, ...results }));
+  console.error("\n  [bench] wrote bench/results/peers.md and peers.json");
+  if (flag("write")) {
+    for (const path of await writeCharts({ machine, ...results }, "bench/results", "peers-")) {
+      console.error(`  [bench] wrote ${path}`);
+    }
+  }
   Deno.exit(0);
 }
 out("");
@@ -232,10 +246,15 @@ for (const t of targets.slice(1)) await t.close();
     for (const line of new TextDecoder().decode(bun.stdout).split("\n")) {
       if (line.trim() !== "" || lines.at(-1) !== "") out(line);
     }
+    results.uncontended.push(
+      ...JSON.parse(await Deno.readTextFile("bench/results/latest-bun.json")) as unknown[],
+    );
   } else {
     out("\n*Under Bun: SKIPPED (bun is not on the PATH or its runner failed; see stderr).*");
   }
 }
+
+chart("throughput.svg", "Uncontended head+CAS/s against workers, per adapter, pgbench and peer");
 
 // ---- Contended: W writers on one key.
 out("\n## Contended compare-and-set (W writers on one key)\n");
@@ -396,6 +415,7 @@ out(
   "\n`vs. 1 writer`: committed/s over the single-writer read-then-CAS rate of the library in one process " +
     "(for raw and pgbench rows: over their own single-writer rate).",
 );
+chart("contended.svg", "Contended committed CAS/s against writers on one key");
 
 // ---- Two-key transfers with compareAndSetMany beside single-key compare-and-set.
 {
@@ -577,6 +597,11 @@ await Deno.writeTextFile("bench/results/latest.json", json);
 await Deno.writeTextFile("bench/results/latest.md", lines.join("\n") + "\n");
 console.error("\n  [bench] wrote bench/results/latest.json and latest.md");
 if (flag("write")) {
+  // The figures behind BENCHMARKS.md and its charts, kept in git beside them.
+  await Deno.writeTextFile("bench/results/benchmarks.json", json);
+  for (const path of await writeCharts(JSON.parse(json), "bench/results")) {
+    console.error(`  [bench] wrote ${path}`);
+  }
   const doc = await Deno.readTextFile("BENCHMARKS.md");
   const start = doc.indexOf("<!-- results -->");
   const end = doc.indexOf("<!-- /results -->");
