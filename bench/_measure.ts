@@ -118,11 +118,37 @@ export function casScript(dialect: Dialect, shardExpr: string, data: Uint8Array)
   return `${headText}\n\\gset\n${casText};\n`;
 }
 
+/** What a bench runner accepts besides the common flags of {@linkcode benchArgs}. */
+export interface BenchFlags {
+  /** Flags without a value, without the leading `--`. */
+  flags?: string[];
+  /** Options taking a number (`--name N`), without the leading `--`. */
+  options?: string[];
+}
+
 /**
  * The flags every bench runner takes, from its arguments: `--quick`,
- * `--seconds N` per case and `--rounds N`, plus `flag`/`option` for its own.
+ * `--seconds N` per case, `--rounds N` and `--help` (`-h`), plus the
+ * runner's own (`extra`), read with `flag`/`option`. `help` is set when
+ * usage was asked for; `problem` names the first argument that is unknown
+ * or lacks a positive number. The runner prints and exits (see
+ * {@linkcode usageOrProblem}); nothing here touches a runtime.
  */
-export function benchArgs(args: readonly string[]) {
+export function benchArgs(args: readonly string[], extra: BenchFlags = {}) {
+  const flags = ["quick", "help", ...(extra.flags ?? [])];
+  const options = ["seconds", "rounds", ...(extra.options ?? [])];
+  let problem: string | undefined;
+  for (let i = 0; i < args.length && problem === undefined; i++) {
+    const arg = args[i];
+    if (arg === "-h" || (arg.startsWith("--") && flags.includes(arg.slice(2)))) continue;
+    if (arg.startsWith("--") && options.includes(arg.slice(2))) {
+      const value = Number(args[i + 1]);
+      if (!(value > 0)) problem = `${arg} needs a positive number, got ${args[i + 1] ?? "nothing"}`;
+      i++;
+      continue;
+    }
+    problem = `Unknown argument "${arg}"`;
+  }
   const flag = (name: string) => args.includes(`--${name}`);
   const option = (name: string, fallback: number) => {
     const i = args.indexOf(`--${name}`);
@@ -133,7 +159,29 @@ export function benchArgs(args: readonly string[]) {
     flag,
     option,
     quick,
+    help: flag("help") || args.includes("-h"),
+    problem,
     seconds: option("seconds", quick ? 1 : 3),
     rounds: option("rounds", quick ? 1 : 2),
   };
+}
+
+/**
+ * Prints `usage` to stdout and exits 0 when help was asked for; prints the
+ * problem in one line to stderr and exits 2 when an argument was wrong;
+ * returns otherwise. `exit` is the runtime's (`Deno.exit`, `process.exit`).
+ */
+export function usageOrProblem(
+  parsed: { help: boolean; problem?: string },
+  usage: string,
+  exit: (code: number) => never,
+): void {
+  if (parsed.help) {
+    console.log(usage);
+    exit(0);
+  }
+  if (parsed.problem !== undefined) {
+    console.error(`${parsed.problem} (--help lists the flags)`);
+    exit(2);
+  }
 }

@@ -27,10 +27,20 @@ import {
   ratio,
   type RunResult,
   timeBoxed,
+  usageOrProblem,
 } from "./_measure.ts";
 
 const argv = process.argv.slice(2);
-const { quick, seconds, rounds } = benchArgs(argv);
+const parsed = benchArgs(argv);
+usageOrProblem(
+  parsed,
+  `Usage: bun run bench/bun_report.ts [--quick] [--seconds N] [--rounds N]
+
+The uncontended workload under Bun (Bun.SQL, porsager), against DATABASE_URL.
+deno task bench runs it. Tables to stdout, progress to stderr.`,
+  (code) => process.exit(code),
+);
+const { quick, seconds, rounds } = parsed;
 const url = process.env.DATABASE_URL;
 if (!url) {
   console.error("DATABASE_URL is not set");

@@ -17,16 +17,29 @@ import postgres from "postgres";
 import { acquireLease, PostgresConsensus } from "../mod.ts";
 import { fromPostgresJs } from "../src/adapters/postgres_js.ts";
 import { importMapArgs } from "../tools/_jsr.ts";
+import { benchArgs, usageOrProblem } from "./_measure.ts";
+
+const parsed = benchArgs(Deno.args, { options: ["samples"] });
+usageOrProblem(
+  parsed,
+  `Usage: deno task bench:lease [--quick] [--samples N]
+
+How long a lease takes to change hands (after release, after the holder dies),
+against DATABASE_URL or a throwaway local Postgres. Prints a markdown table.
+
+  --quick        fewer samples
+  --samples N    samples after release (default 30)
+  --help, -h     this text`,
+  Deno.exit,
+);
 
 const url = Deno.env.get("DATABASE_URL");
 if (!url) {
   console.error("DATABASE_URL is not set: run `deno task bench:lease`, which starts a Postgres");
   Deno.exit(2);
 }
-const args = Deno.args;
-const quick = args.includes("--quick");
-const at = args.indexOf("--samples");
-const samples = at >= 0 ? Number(args[at + 1]) : quick ? 5 : 30;
+const quick = parsed.quick;
+const samples = parsed.option("samples", quick ? 5 : 30);
 const deathSamples = quick ? 3 : Math.max(3, Math.round(samples / 3));
 const table = "lease_bench";
 const TTL = 1000;

@@ -38,6 +38,7 @@ import {
   ratio,
   type RunResult,
   timeBoxed,
+  usageOrProblem,
 } from "./_measure.ts";
 import { writeCharts } from "./_charts.ts";
 import { firstWrites } from "./_first_writes.ts";
@@ -65,7 +66,23 @@ function out(line: string): void {
 function chart(file: string, alt: string): void {
   if (flag("write")) lines.push("", `![${alt}](bench/results/${file})`);
 }
-const { flag, quick, seconds, rounds } = benchArgs(args);
+const USAGE = `Usage: deno task bench [--quick] [--seconds N] [--rounds N] [--write] [--peers-only]
+
+Every workload beside its ceilings (raw driver, pgbench) and beside Deno KV and
+etcd, in one interleaved run against DATABASE_URL, or a throwaway local Postgres
+when it is unset. Tables go to stdout, progress to stderr; results to
+bench/results/latest.json and latest.md.
+
+  --quick        a smoke run: 1 s per case, 1 round, fewer sizes
+  --seconds N    seconds per case (default 3)
+  --rounds N     interleaved rounds (default 2)
+  --write        also rewrite the tables in BENCHMARKS.md, keep the run's JSON as
+                 bench/results/benchmarks.json and draw throughput.svg, contended.svg
+  --peers-only   only the comparison with Deno KV and etcd (bench/results/peers.md)
+  --help, -h     this text`;
+const parsed = benchArgs(args, { flags: ["write", "peers-only"] });
+usageOrProblem(parsed, USAGE, Deno.exit);
+const { flag, quick, seconds, rounds } = parsed;
 const ms = seconds * 1000;
 const url = Deno.env.get("DATABASE_URL");
 if (!url) {

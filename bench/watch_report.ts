@@ -35,11 +35,27 @@ import {
   rate,
   type RunResult,
   timeBoxed,
+  usageOrProblem,
 } from "./_measure.ts";
 import { findPgBin, pgbench } from "./_pgbench.ts";
 
 const args = Deno.args;
-const { seconds, rounds } = benchArgs(args);
+const parsed = benchArgs(args);
+usageOrProblem(
+  parsed,
+  `Usage: deno task bench:watch [--quick] [--seconds N] [--rounds N]
+
+What notify: true costs writers, and how fast watch delivers, against DATABASE_URL
+or a throwaway local Postgres. Tables to stdout, progress to stderr; results to
+bench/results/watch.json and watch.md.
+
+  --quick        1 s per case, 1 round
+  --seconds N    seconds per case (default 3)
+  --rounds N     interleaved rounds (default 2)
+  --help, -h     this text`,
+  Deno.exit,
+);
+const { seconds, rounds } = parsed;
 const ms = seconds * 1000;
 const url = Deno.env.get("DATABASE_URL");
 if (!url) {

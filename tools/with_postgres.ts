@@ -5,6 +5,9 @@
  * `TMPDIR`), removed after it too; Ctrl-C or SIGTERM stops the command, the
  * server and every process below, and removes both.
  *
+ * When the command's arguments ask for help (`--help` or `-h`), it runs with
+ * no server: a usage text needs none, and starting one takes seconds.
+ *
  * Usage: `deno run -A tools/with_postgres.ts <command> [args...]`
  *
  * @module
@@ -21,7 +24,10 @@ if (Deno.args.length === 0) {
 const run = await startRun();
 let env: Record<string, string> = { ...run.env };
 let stop = async () => {};
-if (!Deno.env.get("DATABASE_URL")) {
+const wantsHelp = Deno.args.slice(1).some((arg) => arg === "--help" || arg === "-h");
+if (wantsHelp) {
+  // No server: the command prints its usage and exits.
+} else if (!Deno.env.get("DATABASE_URL")) {
   const server = await startThrowawayPostgres({
     log: (line) => console.error(`[with_postgres] ${line}`),
     tmpDir: run.tmpDir,
