@@ -222,6 +222,90 @@ dbTest("node-postgres: the core's timeout cancels the statement on the server", 
   }
 });
 
+dbTest(
+  "node-postgres: with a full pool, the core's timeout cancels the statement through a client of its own",
+  async () => {
+    // The store's only pooled client runs a first write that a trigger keeps
+    // in pg_sleep(30). A cancel through pool.query would wait for that very
+    // client: the statement would run its 30 s.
+    const table = "node_postgres_cancel_full_pool";
+    const admin = pool({ max: 1 });
+    await seed(admin, table);
+    await admin.query(`CREATE OR REPLACE FUNCTION node_postgres_sleepy() RETURNS trigger
+      LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(30); RETURN NEW; END $$`);
+    await admin.query(
+      `CREATE TRIGGER sleepy BEFORE INSERT ON ${table} FOR EACH ROW EXECUTE FUNCTION node_postgres_sleepy()`,
+    );
+    const p = pool({ max: 1 });
+    const store = await PostgresConsensus.open(fromNodePostgres(p, { owned: true }), {
+      table,
+      create: false,
+      timeoutMs: 500,
+    });
+    try {
+      const error = await assertRejects(
+        () => store.compareAndSet("k", { seqno: 0n, data: new Uint8Array([1]) }),
+        ConsensusError,
+      ) as ConsensusError;
+      assertEquals(error.determinate, false, error.message);
+      // Gone from the server within 5 s of polling, long before its sleep ends.
+      const running = () =>
+        admin.query(
+          `SELECT count(*)::int AS n FROM pg_stat_activity
+           WHERE state = 'active' AND query LIKE '%${table}%' AND pid <> pg_backend_pid()`,
+        ).then(({ rows }) => rows[0].n);
+      let active = await running();
+      for (let i = 0; i < 100 && active > 0; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        active = await running();
+      }
+      assertEquals(active, 0, "the sleeping statement still runs on the server");
+      // Nothing was written, and the store works again on a fresh connection.
+      await admin.query(`DROP TRIGGER sleepy ON ${table}`);
+      assertEquals(await store.head("k"), undefined);
+      assertEquals(
+        await store.compareAndSet("k", { seqno: 0n, data: new Uint8Array([2]) }),
+        "committed",
+      );
+    } finally {
+      await store.close();
+      await admin.query(`DROP TABLE IF EXISTS ${table}`);
+      await admin.query("DROP FUNCTION IF EXISTS node_postgres_sleepy()");
+      await admin.end();
+    }
+  },
+);
+
+dbTest(
+  "node-postgres: a pool without a Client constructor still cancels, through pool.query",
+  async () => {
+    const p = pool({ max: 2 });
+    // The structural minimum: no `Client`, so the cancel takes a pooled client.
+    const minimal: NodePostgresPool = {
+      connect: () => p.connect(),
+      query: (text, values) => p.query(text, values),
+      end: () => p.end(),
+      options: p.options,
+    };
+    const executor = fromNodePostgres(minimal, { owned: true });
+    try {
+      const sleep = {
+        name: "node_postgres_test_sleep5_minimal",
+        text: "SELECT 1::int8 FROM pg_sleep(5)",
+        params: [],
+        columns: ["int8"],
+      } as const;
+      const controller = new AbortController();
+      const pending = executor.query(sleep, [], { signal: controller.signal });
+      setTimeout(() => controller.abort(), 200);
+      const error = await assertRejects(() => pending, SqlError) as SqlError;
+      assertEquals(error.code, "57014", error.message); // query_canceled
+    } finally {
+      await executor.close();
+    }
+  },
+);
+
 dbTest("node-postgres: int8 above 2^53 and bytea views round-trip exactly", async () => {
   const executor = fromNodePostgres(pool({ max: 1 }), { owned: true });
   try {

@@ -42,12 +42,47 @@ import {
 export interface NodePostgresPool {
   /** Checks a client out of the pool, connecting one when none is idle. */
   connect(): Promise<NodePostgresClient>;
-  /** Runs one query on any pooled client (used to cancel a statement). */
+  /**
+   * Runs one query on any pooled client: cancels a statement when the pool
+   * has no `Client` constructor (and then waits for a free client).
+   */
   query(text: string, values?: unknown[]): Promise<unknown>;
   /** Closes every client and the pool. */
   end(): Promise<void>;
   /** The pool's connection options; host, port, user and database name the target in errors. */
   readonly options?: object;
+  /**
+   * The constructor of the pool's clients (`pg.Pool` sets it): a cancel runs
+   * on a client of its own, made from `options`, outside the pool.
+   */
+  readonly Client?: new (options?: object) => NodePostgresControlClient;
+}
+
+/**
+ * The subset of node-postgres' `Client` a cancel uses: one connection of its
+ * own, outside the pool, so that a cancel never waits for a pooled client
+ * (with a full pool, the one running the statement it cancels).
+ *
+ * @example Usage
+ * ```ts
+ * import type { NodePostgresControlClient } from "@persist/consensus/node-postgres";
+ *
+ * const client: NodePostgresControlClient = {
+ *   connect: () => Promise.resolve(),
+ *   query: () => Promise.resolve({ rows: [[true]], rowCount: 1 }),
+ *   end: () => Promise.resolve(),
+ * };
+ * ```
+ */
+export interface NodePostgresControlClient {
+  /** Opens the connection. */
+  connect(): Promise<unknown>;
+  /** Runs one query. */
+  query(text: string, values?: unknown[]): Promise<unknown>;
+  /** Closes the connection. */
+  end(): Promise<unknown>;
+  /** Adds an event listener; an `"error"` one keeps a late socket error from going unhandled. */
+  on?(event: "error", listener: (error: unknown) => void): unknown;
 }
 
 /** The subset of node-postgres' `PoolClient` the adapter uses. *
@@ -156,11 +191,15 @@ function normalise(error: unknown): SqlError {
  *
  * Cancellation: pg has no per-query cancel, so when the core gives up on a
  * call (its timeout) the adapter asks the server to cancel the statement
- * with `pg_cancel_backend` on another pooled connection (same role) and
- * destroys the client instead of returning it to the pool, so that a late
- * cancel can never hit a later statement. Waiting for a pooled client is
- * bounded by the core's timeout; set the pool's `connectionTimeoutMillis`
- * to give the checkout itself a bound.
+ * with `pg_cancel_backend` on a connection of its own, outside the pool
+ * (a `pool.Client` made from `pool.options`: same role, connected, used
+ * once, ended; given up after 5 seconds), and destroys the statement's
+ * client instead of returning it to the pool, so that a late cancel can
+ * never hit a later statement. A pool without a `Client` constructor gets
+ * the cancel through `pool.query`, which waits for a free client: with a
+ * full pool, until the statement it cancels ends. Waiting for a pooled
+ * client is bounded by the core's timeout; set the pool's
+ * `connectionTimeoutMillis` to give the checkout itself a bound.
  *
  * @param pool The caller's `pg.Pool`.
  * @param options Whether the executor owns (and so ends) the pool.
@@ -182,6 +221,12 @@ export function fromNodePostgres(
   options: FromNodePostgresOptions = {},
 ): SqlExecutor {
   const owned = options.owned ?? false;
+  // Cancels still under way; close() waits for them (each bounded).
+  const cancelling = new Set<Promise<void>>();
+  const cancelBackend = (pid: number) => {
+    const done = cancelOnOwnClient(pool, pid).finally(() => cancelling.delete(done));
+    cancelling.add(done);
+  };
   return {
     target: describeTarget(pool.options),
     async query(
@@ -200,9 +245,7 @@ export function fromNodePostgres(
       const cancel = () => {
         destroy = true;
         const pid = client.processID;
-        if (typeof pid === "number") {
-          pool.query("SELECT pg_cancel_backend($1::int4)", [pid]).catch(() => {});
-        }
+        if (typeof pid === "number") cancelBackend(pid);
       };
       if (signal?.aborted) {
         client.release();
@@ -250,9 +293,52 @@ export function fromNodePostgres(
       return listenOn(pool, channel, onNotify, listenOptions);
     },
     async close(): Promise<void> {
+      await Promise.all(cancelling);
       if (owned) await pool.end();
     },
   };
+}
+
+const CANCEL_TIMEOUT_MS = 5_000;
+
+// `pg_cancel_backend` on a client made for it alone (kysely does the same:
+// a pooled fallback "might have to wait for an idle connection"). A cancel
+// is best effort: when it fails or takes longer than CANCEL_TIMEOUT_MS the
+// statement runs on, and the core has already reported the call as one that
+// may have taken effect. Never rejects.
+async function cancelOnOwnClient(pool: NodePostgresPool, pid: number): Promise<void> {
+  const Client = pool.Client;
+  if (Client === undefined) {
+    // Not awaited: with a full pool it waits as long as the statement runs.
+    pool.query("SELECT pg_cancel_backend($1::int4)", [pid]).catch(() => {});
+    return;
+  }
+  let client: NodePostgresControlClient;
+  try {
+    client = new Client(pool.options);
+  } catch {
+    return;
+  }
+  client.on?.("error", () => {});
+  let finished = false;
+  const work = (async () => {
+    try {
+      await client.connect();
+      await client.query("SELECT pg_cancel_backend($1::int4)", [pid]);
+    } catch {
+      // Best effort (above).
+    }
+    await client.end().catch(() => {});
+    finished = true;
+  })();
+  let timer: unknown;
+  const expired = new Promise<void>((resolve) => {
+    timer = host.setTimeout(resolve, CANCEL_TIMEOUT_MS);
+  });
+  await Promise.race([work, expired]);
+  host.clearTimeout(timer);
+  // Past the bound: ending stops a connect or query still under way.
+  if (!finished) client.end().catch(() => {});
 }
 
 const RECONNECT_BASE_MS = 100;
