@@ -2,6 +2,13 @@
  * Deno runtime helpers. The core and the driver adapters are
  * runtime-neutral; what only Deno needs lives here.
  *
+ * **Experimental.** {@linkcode enableTcpNoDelay} replaces the globals
+ * `Deno.connect` and `Deno.startTls` and patches the connections they hand
+ * out; it exists for deno-postgres 0.19, which offers no hook into its
+ * sockets. Its options and behaviour may change, or it may go away once the
+ * driver sets TCP_NODELAY itself, in any release; pin the version if you use
+ * it. The coalescing wrapper is `CoalescingConn` in `./_coalescing.ts`.
+ *
  * ## Why deno-postgres needs help over TCP, and what was measured
  *
  * deno-postgres 0.19 offers no hook into its sockets. It writes each message
@@ -35,9 +42,9 @@
  * @module
  */
 
+import { CoalescingConn } from "./_coalescing.ts";
+
 const STATE = Symbol.for("@persist/consensus/deno-tcp-tuning");
-const READ_AHEAD = 64 * 1024;
-const FLUSH_AT = 64 * 1024;
 
 type Connect = typeof Deno.connect;
 type StartTls = typeof Deno.startTls;
@@ -45,6 +52,8 @@ type StartTls = typeof Deno.startTls;
 /**
  * Options for {@linkcode enableTcpNoDelay}: which connections it tunes, and
  * how.
+ *
+ * @experimental
  *
  * @example Only the database's connections, with coalescing
  * ```ts
@@ -142,6 +151,10 @@ type Deno_ = { connect: Connect; startTls: StartTls; [STATE]?: Installed };
  * Connections already open keep their tuning. Unix-socket connections are
  * never touched (and do not need it).
  *
+ * Experimental: it patches globals, and may change or go away in any
+ * release (see the module documentation).
+ *
+ * @experimental
  * @param options Which TCP connections to tune, and whether to coalesce.
  * @returns A handle whose disposal withdraws this call's selection.
  * @throws {TypeError} When `Deno.connect` or `Deno.startTls` cannot be
@@ -279,200 +292,43 @@ function install(): Installed {
 }
 
 /**
- * Patches one connection instance: writes are buffered until its next read
- * (or a timer, close, or 64 KiB), reads come from a read-ahead buffer.
+ * Patches one connection instance so that its operations go through a
+ * {@linkcode CoalescingConn} (`./_coalescing.ts`): writes are buffered until
+ * its next read (or a timer, close, or 64 KiB), reads come from a read-ahead
+ * buffer.
  */
 function coalesceConn(conn: Deno.Conn): void {
   // The prototype's methods, bound to this instance; the patches below are
   // own properties, so deleting them restores the originals.
-  const rawWrite = (p: Uint8Array) => Object.getPrototypeOf(conn).write.call(conn, p);
-  const rawRead = (p: Uint8Array): Promise<number | null> =>
-    Object.getPrototypeOf(conn).read.call(conn, p);
-  const rawClose = () => Object.getPrototypeOf(conn).close.call(conn);
-  const rawCloseWrite = (): Promise<void> => Object.getPrototypeOf(conn).closeWrite.call(conn);
-
-  let pending = new Uint8Array(4096);
-  let pendingLength = 0;
-  let sending: Promise<void> = Promise.resolve();
-  let inFlight = 0;
-  let failure: { error: unknown } | undefined;
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  let closed = false;
-
-  let ahead = new Uint8Array(READ_AHEAD);
-  let aheadStart = 0;
-  let aheadEnd = 0;
-  let reading: Promise<unknown> = Promise.resolve();
-
-  const checkUsable = () => {
-    if (failure) throw failure.error;
-    if (closed) throw new Deno.errors.BadResource("Cannot use a closed connection");
-  };
-
-  const writeAll = async (bytes: Uint8Array) => {
-    let offset = 0;
-    while (offset < bytes.length) offset += await rawWrite(bytes.subarray(offset));
-  };
-
-  // Hands what is buffered to the socket, after any earlier send; the
-  // returned promise settles when everything buffered so far is sent, and
-  // rejects with the first send failure.
-  const flush = (): Promise<void> => {
-    if (timer !== undefined) {
-      clearTimeout(timer);
-      timer = undefined;
-    }
-    if (pendingLength > 0) {
-      const bytes = pending.subarray(0, pendingLength);
-      pending = new Uint8Array(Math.max(4096, Math.min(pending.length, FLUSH_AT)));
-      pendingLength = 0;
-      inFlight++;
-      sending = sending.then(() => failure ? undefined : writeAll(bytes)).catch((error) => {
-        failure ??= { error };
-      }).finally(() => {
-        inFlight--;
-      });
-    }
-    return sending.then(() => {
-      if (failure) throw failure.error;
-    });
-  };
-
-  const buffer = (chunk: Uint8Array): Promise<void> | undefined => {
-    checkUsable();
-    if (pendingLength + chunk.length > pending.length) {
-      const grown = new Uint8Array(Math.max(pending.length * 2, pendingLength + chunk.length));
-      grown.set(pending.subarray(0, pendingLength));
-      pending = grown;
-    }
-    pending.set(chunk, pendingLength);
-    pendingLength += chunk.length;
-    if (pendingLength >= FLUSH_AT) return flush();
-    // A macrotask, not a microtask: a driver that chains its writes through
-    // `await` would otherwise see each one flushed on its own.
-    timer ??= setTimeout(() => {
-      timer = undefined;
-      flush().catch(() => {}); // kept in `failure` for the next operation
-    }, 0);
-    return undefined;
-  };
-
-  const read = (p: Uint8Array): Promise<number | null> => {
-    const run = async (): Promise<number | null> => {
-      checkUsable();
-      await flush();
-      if (p.length === 0) return 0;
-      if (aheadStart === aheadEnd && p.length < READ_AHEAD) {
-        const n = await rawRead(ahead);
-        if (n === null) return null;
-        aheadStart = 0;
-        aheadEnd = n;
-      }
-      if (aheadStart < aheadEnd) {
-        const n = Math.min(p.length, aheadEnd - aheadStart);
-        p.set(ahead.subarray(aheadStart, aheadStart + n));
-        aheadStart += n;
-        return n;
-      }
-      return await rawRead(p);
-    };
-    // Reads run one at a time, in call order, over the shared buffer.
-    const result = reading.then(run, run);
-    reading = result.catch(() => {});
-    return result;
-  };
-
-  const close = () => {
-    if (closed) return;
-    closed = true;
-    const idle = pendingLength === 0 && inFlight === 0;
-    const done = flush().catch(() => {});
-    if (idle) {
-      rawClose();
-    } else {
-      // Bytes a driver wrote just before closing (deno-postgres' Terminate)
-      // go out first.
-      done.then(() => {
-        try {
-          rawClose();
-        } catch {
-          // closed by other means meanwhile
-        }
-      });
-    }
-  };
-
-  let writable: WritableStream<Uint8Array> | undefined;
-  let readable: ReadableStream<Uint8Array> | undefined;
-  const target = conn as unknown as Record<PropertyKey, unknown>;
+  const proto = Object.getPrototypeOf(conn);
+  const buffers = new CoalescingConn({
+    write: (p) => proto.write.call(conn, p),
+    read: (p) => proto.read.call(conn, p),
+    close: () => proto.close.call(conn),
+    closeWrite: () => proto.closeWrite.call(conn),
+  });
+  const method = (value: unknown): PropertyDescriptor => ({
+    configurable: true,
+    writable: true,
+    value,
+  });
   const patches: PropertyDescriptorMap = {
-    write: {
-      configurable: true,
-      writable: true,
-      value: async (p: Uint8Array): Promise<number> => {
-        await buffer(p);
-        return p.length;
-      },
-    },
-    read: { configurable: true, writable: true, value: read },
-    close: { configurable: true, writable: true, value: close },
+    write: method((p: Uint8Array) => buffers.write(p)),
+    read: method((p: Uint8Array) => buffers.read(p)),
+    close: method(() => buffers.close()),
     // `using conn` closes through here, so it too sends what is buffered.
-    [Symbol.dispose]: { configurable: true, writable: true, value: close },
-    closeWrite: {
-      configurable: true,
-      writable: true,
-      value: async () => {
-        await flush();
-        await rawCloseWrite();
-      },
-    },
-    writable: {
-      configurable: true,
-      get: () =>
-        writable ??= new WritableStream<Uint8Array>({
-          write: (chunk) => buffer(chunk),
-          close: async () => {
-            await flush();
-            close();
-          },
-          abort: () => {
-            pendingLength = 0;
-            close();
-          },
-        }),
-    },
-    readable: {
-      configurable: true,
-      get: () =>
-        readable ??= new ReadableStream<Uint8Array>({
-          type: "bytes",
-          pull: async (controller) => {
-            const chunk = new Uint8Array(READ_AHEAD);
-            const n = await read(chunk);
-            if (n === null) {
-              controller.close();
-              close();
-            } else {
-              controller.enqueue(chunk.subarray(0, n));
-            }
-          },
-          cancel: () => close(),
-        }),
-    },
+    [Symbol.dispose]: method(() => buffers.close()),
+    closeWrite: method(() => buffers.closeWrite()),
+    writable: { configurable: true, get: () => buffers.writable },
+    readable: { configurable: true, get: () => buffers.readable },
   };
   Object.defineProperties(conn, patches);
+  const target = conn as unknown as Record<PropertyKey, unknown>;
   coalesced.set(conn, {
     async detach() {
-      await flush();
-      await reading;
-      if (aheadStart < aheadEnd) {
-        throw new TypeError(
-          `Cannot start TLS: ${aheadEnd - aheadStart} bytes arrived before the handshake`,
-        );
-      }
+      await buffers.release();
       for (const key of Reflect.ownKeys(patches)) delete target[key];
       coalesced.delete(conn);
-      ahead = new Uint8Array(0);
     },
   });
 }
