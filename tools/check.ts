@@ -1,5 +1,7 @@
 /**
- * `deno task check`: type-checks everything, then the runtime-neutral core
+ * `deno task check`: checks the layering of `src/` (`tools/_layering.ts`:
+ * the core never imports adapters or runtime entry points, adapters never
+ * import each other), type-checks everything, then the runtime-neutral core
  * (mod.ts, the adapters, the conformance suite) against a plain ES lib with
  * no runtime's types in scope, which proves it never touches `Deno`, `Bun`
  * or `process`.
@@ -7,6 +9,17 @@
  * @module
  */
 import { importMapArgs } from "./_jsr.ts";
+import { checkLayering, formatViolation } from "./_layering.ts";
+
+const violations = await checkLayering(".");
+for (const violation of violations) console.error(`[check] ${formatViolation(violation)}`);
+if (violations.length > 0) {
+  console.error(`[check] layering: ${violations.length} import(s) break a rule`);
+  Deno.exit(1);
+}
+console.error(
+  "[check] layering: the core imports no adapter or runtime, adapters no other adapter",
+);
 
 const map = await importMapArgs();
 const everything = ["mod.ts", "src/", "tests/", "examples/", "bench/", "tools/", "torture/"];
