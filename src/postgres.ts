@@ -1,15 +1,8 @@
-import { classify } from "./_classify.ts";
-import { Deadlines, TIMED_OUT } from "./_deadlines.ts";
-import { host, sleep } from "./_runtime.ts";
+import { StatementRunner } from "./_runner.ts";
+import { host } from "./_runtime.ts";
+import { Schema } from "./_schema.ts";
 import { checkEntries, checkKey, checkLimit, checkSeqno, checkVersion } from "./_validate.ts";
-import {
-  CAS_MANY_MISMATCH,
-  type Dialect,
-  dialectFor,
-  type Engine,
-  quoteIdentifier,
-  VERSION_QUERY,
-} from "./dialect.ts";
+import { CAS_MANY_MISMATCH, type Dialect, type Engine, quoteIdentifier } from "./dialect.ts";
 import { ConsensusError, redactSecrets } from "./errors.ts";
 import type { SqlExecutor, SqlResult, SqlStatement, SqlValue } from "./executor.ts";
 import { MAX_SEQNO } from "./limits.ts";
@@ -105,54 +98,12 @@ export interface PostgresConsensusOptions {
 
 const DEFAULT_TIMEOUT_MS = 10_000;
 const DEFAULT_MAX_ATTEMPTS = 8;
-const BACKOFF_BASE_MS = 2;
-const BACKOFF_CAP_MS = 200;
-
-// What open learns about the server and session in one round trip: the
-// engine (CockroachDB's version() names itself) and the isolation level the
-// session's implicit transactions run at.
-const PROBE: SqlStatement = {
-  name: "persist_consensus_probe",
-  text: `${VERSION_QUERY}, current_setting('transaction_isolation')`,
-  params: [],
-  columns: ["text", "text"],
-};
-
-// The table, resolved by the same rules as the statements' own (unqualified)
-// name, through to_regclass: schema and name, then per column its type, its
-// position in the primary key (0 when not in it), whether an insert must
-// give it a value, whether its collation is deterministic (to_jsonb, so a
-// catalog without collisdeterministic reads as deterministic), and per
-// table the unique indexes besides an immediate primary key. pg_catalog
-// rather than information_schema, whose constraint views hide the key from a
-// role that may only read.
-const TABLE_SHAPE: SqlStatement = {
-  name: "persist_consensus_table_shape",
-  text: "SELECT n.nspname::text, c.relname::text, a.attname::text, " +
-    "format_type(a.atttypid, a.atttypmod)::text, " +
-    "coalesce((SELECT k.position FROM pg_catalog.pg_index i, " +
-    "unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, position) " +
-    "WHERE i.indrelid = c.oid AND i.indisprimary AND k.attnum = a.attnum), 0)::int8, " +
-    "(a.attnotnull AND NOT a.atthasdef)::text, " +
-    "coalesce((SELECT to_jsonb(co) ->> 'collisdeterministic' FROM pg_catalog.pg_collation co " +
-    "WHERE co.oid = a.attcollation), 'true'), " +
-    "(SELECT count(*) FROM pg_catalog.pg_index i WHERE i.indrelid = c.oid AND i.indisunique " +
-    "AND NOT (i.indisprimary AND i.indimmediate))::int8 " +
-    "FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace " +
-    "JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped " +
-    "WHERE c.oid = to_regclass($1::text) AND c.relkind IN ('r', 'p') ORDER BY a.attnum",
-  params: ["text"],
-  columns: ["text", "text", "text", "text", "int8", "text", "text", "int8"],
-};
-
-const REQUIRED_COLUMNS = [["shard", "text"], ["sequence_number", "bigint"], ["data", "bytea"]];
 
 interface Settings {
-  timeoutMs: number;
-  maxAttempts: number;
+  runner: StatementRunner;
+  schema: Schema;
   pageSize: number;
   warn: (message: string) => void;
-  target: string;
 }
 
 // How many keys' head lower bounds a store remembers (see #floors).
@@ -180,12 +131,11 @@ const MAX_FLOORS = 10_000;
 export class PostgresConsensus implements Consensus {
   readonly #executor: SqlExecutor;
   readonly #dialect: Dialect;
+  readonly #runner: StatementRunner;
+  readonly #schema: Schema;
   readonly #timeoutMs: number;
-  readonly #maxAttempts: number;
   readonly #pageSize: bigint;
   readonly #warn: (message: string) => void;
-  readonly #target: string;
-  readonly #deadlines = new Deadlines();
   // Watchers of this store's keys (see watch): woken by this store's own
   // commits, and, through one LISTEN connection while anyone watches, by
   // the notifications of every notifying store on the table. Not complete:
@@ -215,11 +165,11 @@ export class PostgresConsensus implements Consensus {
   private constructor(executor: SqlExecutor, dialect: Dialect, settings: Settings) {
     this.#executor = executor;
     this.#dialect = dialect;
-    this.#timeoutMs = settings.timeoutMs;
-    this.#maxAttempts = settings.maxAttempts;
+    this.#runner = settings.runner;
+    this.#schema = settings.schema;
+    this.#timeoutMs = settings.runner.timeoutMs;
     this.#pageSize = BigInt(settings.pageSize);
     this.#warn = settings.warn;
-    this.#target = settings.target;
     const listen = dialect.channel === undefined ? undefined : executor.listen?.bind(executor);
     this.#watchers = new WakeHub(
       false,
@@ -336,78 +286,15 @@ export class PostgresConsensus implements Consensus {
     }
     const warn = options.onWarning ?? ((message: string) => host.console?.warn(message));
     const target = typeof executor.target === "string" ? redactSecrets(executor.target) : "";
-    const settings: Settings = {
-      timeoutMs,
-      maxAttempts,
-      pageSize,
-      warn,
-      target,
-    };
-
-    // A provisional store runs the setup statements with the same timeout,
-    // retry and error handling as every operation.
-    const setup = new PostgresConsensus(executor, dialectFor("postgres", quoted), settings);
-    const { rows } = await setup.#setupRun("connect", PROBE, []);
-    const server: Engine = /cockroach/i.test(String(rows[0]?.[0] ?? "")) ? "cockroach" : "postgres";
-    const isolation = String(rows[0]?.[1] ?? "").toLowerCase();
-    const engine: Engine = mode === "auto" ? server : mode;
-    if (engine === "postgres" && server === "cockroach") {
-      throw setup.#refuse(
-        'the server is CockroachDB, and the "postgres" statements are proven on Postgres only; ' +
-          'open it with engine "auto" or "cockroach"',
-      );
-    }
-    // The CockroachDB statements lean on serializability (see
-    // src/dialect.ts); at any weaker level they commit a seqno twice.
-    if (engine === "cockroach" && isolation !== "serializable") {
-      throw setup.#refuse(
-        `the session runs at ${JSON.stringify(isolation)} isolation, and the CockroachDB ` +
-          `statements are correct only at "serializable"; set default_transaction_isolation ` +
-          `to 'serializable' for this role or connection` +
-          (server === "postgres" ? ', or open it with engine "auto" on Postgres' : ""),
-      );
-    }
-    if (engine === "cockroach" && server === "postgres") {
-      warn(
-        "@persist/consensus: running the CockroachDB statements on Postgres, which is for " +
-          "testing them: they are linearizable only while every writer of the table runs them " +
-          "at SERIALIZABLE (a writer with the Postgres statements, or below SERIALIZABLE, breaks " +
-          'that); use engine "auto" in production',
-      );
-    }
-    const unresolved = new PostgresConsensus(executor, dialectFor(engine, quoted), settings);
-    let shape = await unresolved.#tableShape(quoted);
-    if (shape.length === 0) {
-      if (!(options.create ?? true)) {
-        throw unresolved.#refuse(`table ${quoted} does not exist (and create is false)`, "42P01");
-      }
-      await unresolved.#createTableAtOpen();
-      shape = await unresolved.#tableShape(quoted);
-      if (shape.length === 0) {
-        throw unresolved.#refuse(`${quoted} exists but is not a table`, "42809");
-      }
-    }
-    const problem = shapeProblem(shape);
-    if (problem !== undefined) {
-      throw unresolved.#refuse(
-        `table ${quoted} ${problem}; the store needs (shard text, sequence_number bigint, ` +
-          `data bytea, PRIMARY KEY (shard, sequence_number)) and no other unique index`,
-      );
-    }
-    // From here on the statements name the table that was checked, schema
-    // and all, so a search_path that changes later (a schema created ahead
-    // of it, a pooled connection set up differently) cannot move them to
-    // another table.
-    const resolved = `${quoteIdentifier(shape[0][0] as string, "schema")}.${
-      quoteIdentifier(shape[0][1] as string, "table")
-    }`;
-    if (notify && engine === "cockroach") {
-      warn(
-        "@persist/consensus: notify is ignored with the CockroachDB statements (CockroachDB has " +
-          "no LISTEN/NOTIFY); watchers poll",
-      );
-    }
-    return new PostgresConsensus(executor, dialectFor(engine, resolved, notify), settings);
+    const runner = new StatementRunner(executor, timeoutMs, maxAttempts);
+    const schema = new Schema(runner, target, warn);
+    const dialect = await schema.open({
+      mode,
+      quoted,
+      create: options.create ?? true,
+      notify,
+    });
+    return new PostgresConsensus(executor, dialect, { runner, schema, pageSize, warn });
   }
 
   /** The engine whose statements this store runs. */
@@ -418,82 +305,6 @@ export class PostgresConsensus implements Consensus {
   /** Whether this store's compare-and-sets notify watchers in other processes (the `notify` option). */
   get notify(): boolean {
     return this.#dialect.notify;
-  }
-
-  async #tableShape(quoted: string): Promise<readonly (readonly SqlValue[])[]> {
-    const { rows } = await this.#setupRun("look up the table", TABLE_SHAPE, [quoted]);
-    return rows;
-  }
-
-  // Runs a read during open: it changes nothing, so any failure is
-  // determinate, and it reads as the user's action on the server they named.
-  async #setupRun(
-    what: string,
-    statement: SqlStatement,
-    params: readonly SqlValue[],
-  ): Promise<SqlResult> {
-    try {
-      return await this.#run(what, "", statement, params);
-    } catch (error) {
-      if (!(error instanceof ConsensusError)) throw error;
-      const cause = error.cause instanceof Error
-        ? error.cause.message
-        : `${what} did not answer within ${this.#timeoutMs} ms`;
-      throw this.#refuse(cause, error.code, error);
-    }
-  }
-
-  #refuse(reason: string, code?: string, cause?: unknown): ConsensusError {
-    const on = this.#target && ` on ${this.#target}`;
-    const state = code === undefined ? "" : ` (SQLSTATE ${code})`;
-    return new ConsensusError(
-      `Cannot open consensus store${on}: ${reason}${state}; nothing was changed`,
-      { determinate: true, code, cause },
-    );
-  }
-
-  // Creating the table is open's one write: a failure that surely rolled
-  // back is refused like the reads; any other may have created it.
-  async #createTableAtOpen(): Promise<void> {
-    try {
-      await this.#createTable();
-    } catch (error) {
-      if (!(error instanceof ConsensusError)) throw error;
-      const cause = error.cause instanceof Error ? redactSecrets(error.cause.message) : "";
-      if (error.determinate) {
-        throw this.#refuse(`create the table failed: ${cause}`, error.code, error);
-      }
-      const on = this.#target && ` on ${this.#target}`;
-      throw new ConsensusError(
-        `Cannot open consensus store${on}: ${error.message}`,
-        { determinate: false, code: error.code, cause: error },
-      );
-    }
-  }
-
-  async #createTable(): Promise<void> {
-    try {
-      await this.#ddl("create the table", this.#dialect.createTable);
-    } catch (error) {
-      // Two processes opening a new store at once: Postgres may report the
-      // loser of CREATE TABLE IF NOT EXISTS as a duplicate (23505 on its
-      // catalog, or 42P07). The table exists either way.
-      if (
-        error instanceof ConsensusError && (error.code === "23505" || error.code === "42P07") &&
-        (await this.#tableShape(this.#dialect.table)).length > 0
-      ) return;
-      throw error;
-    }
-    for (const statement of this.#dialect.tune) {
-      try {
-        await this.#ddl("tune the table", statement);
-      } catch (error) {
-        this.#warn(
-          `@persist/consensus: could not run ${JSON.stringify(statement)}; the store works, ` +
-            `but without this tuning: ${error instanceof Error ? error.message : String(error)}`,
-        );
-      }
-    }
   }
 
   /**
@@ -509,8 +320,7 @@ export class PostgresConsensus implements Consensus {
    */
   async dropAndRecreate(): Promise<void> {
     this.#floors.clear();
-    await this.#ddl("drop the table", this.#dialect.dropTable);
-    await this.#createTable();
+    await this.#schema.dropAndRecreate(this.#dialect);
   }
 
   /** {@inheritDoc Consensus.head} */
@@ -782,117 +592,15 @@ export class PostgresConsensus implements Consensus {
     if (this.#closed) throw new TypeError(`Cannot ${op}: the store is closed`);
   }
 
-  async #ddl(what: string, text: string): Promise<void> {
-    try {
-      await this.#executor.ddl(text);
-    } catch (error) {
-      const { code, determinate } = classify(error);
-      throw new ConsensusError(describeFailure(what, "", determinate, error, code), {
-        determinate,
-        code,
-        cause: error,
-      });
-    }
-  }
-
-  // Runs one statement with the operation's deadline, retrying the failures
-  // that surely rolled back (40001, 40P01) with full-jitter exponential
-  // backoff, and turns every other failure into a ConsensusError that says
-  // whether the operation may have happened.
-  async #run(
+  #run(
     op: string,
     key: string,
     statement: SqlStatement,
     params: readonly SqlValue[],
-    deadline: number = Date.now() + this.#timeoutMs,
+    deadline?: number,
   ): Promise<SqlResult> {
-    for (let attempt = 1;; attempt++) {
-      try {
-        return await this.#attempt(statement, params, deadline);
-      } catch (error) {
-        if (error === TIMED_OUT) {
-          throw new ConsensusError(
-            `${op}${
-              key && ` ${JSON.stringify(key)}`
-            } timed out after ${this.#timeoutMs} ms and may have taken effect`,
-            { determinate: false, code: undefined },
-          );
-        }
-        const { retry, determinate, code } = classify(error);
-        if (retry && attempt < this.#maxAttempts) {
-          const ceiling = Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** attempt);
-          const delay = Math.random() * ceiling;
-          if (Date.now() + delay < deadline) {
-            await sleep(delay);
-            continue;
-          }
-        }
-        const attempts = retry ? ` after ${attempt} attempts` : "";
-        throw new ConsensusError(
-          describeFailure(op, key, determinate, error, code) + attempts,
-          { determinate, code, cause: error },
-        );
-      }
-    }
+    return this.#runner.run(op, key, statement, params, deadline);
   }
-
-  #attempt(
-    statement: SqlStatement,
-    params: readonly SqlValue[],
-    deadline: number,
-  ): Promise<SqlResult> {
-    return this.#deadlines.run(
-      deadline,
-      (signal) => this.#executor.query(statement, params, { signal }),
-    );
-  }
-}
-
-function describeFailure(
-  op: string,
-  key: string,
-  determinate: boolean,
-  error: unknown,
-  code: string | undefined,
-): string {
-  const outcome = determinate ? "did not take effect" : "may have taken effect";
-  const cause = error instanceof Error ? error.message : String(error);
-  const state = code === undefined ? "" : ` (SQLSTATE ${code})`;
-  return redactSecrets(
-    `${op}${key && ` ${JSON.stringify(key)}`} failed and ${outcome}: ${cause}${state}`,
-  );
-}
-
-// Says what is wrong with a table's shape, or undefined when it fits.
-// Each refusal is a table on which some statement would be wrong: without
-// that primary key two writers commit one seqno; with another unique index,
-// ON CONFLICT DO NOTHING turns its conflicts into false mismatches (every
-// marker has the same empty data); a deferrable key is not checked by
-// ON CONFLICT at all; a nondeterministic collation makes distinct keys one
-// log; a required column the statements do not fill fails every write.
-function shapeProblem(rows: readonly (readonly SqlValue[])[]): string | undefined {
-  const columns = new Map(rows.map((row) => [row[2] as string, row]));
-  for (const [name, type] of REQUIRED_COLUMNS) {
-    const column = columns.get(name);
-    if (column === undefined) return `has no column ${name}`;
-    if (column[3] !== type) return `has column ${name} of type ${column[3]}, not ${type}`;
-    if (column[6] === "false") return `has column ${name} with a nondeterministic collation`;
-  }
-  const key = rows.filter((row) => (row[4] as bigint) > 0n)
-    .sort((a, b) => Number((a[4] as bigint) - (b[4] as bigint)))
-    .map((row) => row[2] as string);
-  if (key.length === 0) return "has no primary key";
-  if (key.join() !== "shard,sequence_number") {
-    return `has PRIMARY KEY (${key.join(", ")}), not (shard, sequence_number)`;
-  }
-  if ((rows[0][7] as bigint) > 0n) {
-    return "has a unique index besides its primary key, or a deferrable primary key";
-  }
-  const extra = rows.find((row) =>
-    row[5] === "true" && !REQUIRED_COLUMNS.some(([name]) => name === row[2])
-  );
-  if (extra !== undefined) return `has column ${extra[2]}, NOT NULL without a default`;
-  return undefined;
 }
 
 const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
