@@ -19,8 +19,8 @@ import type { SqlResult, SqlStatement, SqlValue } from "./executor.ts";
 const PROBE: SqlStatement = {
   name: "persist_consensus_probe",
   text: `${VERSION_QUERY}, current_setting('transaction_isolation')`,
-  params: [],
-  columns: ["text", "text"],
+  paramTypes: [],
+  columnTypes: ["text", "text"],
 };
 
 // The table, resolved by the same rules as the statements' own (unqualified)
@@ -46,11 +46,25 @@ const TABLE_SHAPE: SqlStatement = {
     "FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace " +
     "JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped " +
     "WHERE c.oid = to_regclass($1::text) AND c.relkind IN ('r', 'p') ORDER BY a.attnum",
-  params: ["text"],
-  columns: ["text", "text", "text", "text", "int8", "text", "text", "int8"],
+  paramTypes: ["text"],
+  columnTypes: ["text", "text", "text", "text", "int8", "text", "text", "int8"],
 };
 
 const REQUIRED_COLUMNS = [["shard", "text"], ["sequence_number", "bigint"], ["data", "bytea"]];
+// Emptying a store's table is for tests only, so it is not a method of the
+// store: the store registers how, and `./testing` looks it up.
+const recreators = new WeakMap<object, () => Promise<void>>();
+
+/** Registers how `dropAndRecreate` in `./testing` empties `store`'s table. */
+export function provideRecreate(store: object, recreate: () => Promise<void>): void {
+  recreators.set(store, recreate);
+}
+
+/** How to empty `store`'s table, when it is a store that registered one. */
+export function recreateOf(store: object): (() => Promise<void>) | undefined {
+  return recreators.get(store);
+}
+
 /** What open was asked for, validated. */
 export interface SchemaOptions {
   mode: "auto" | Engine;

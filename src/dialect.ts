@@ -96,7 +96,12 @@ function statement(
 ): SqlStatement {
   // The name identifies the exact text, so two stores on different tables
   // sharing one connection never collide on a prepared-statement name.
-  return { name: `persist_consensus_${op}_${fnv1a(text)}`, text, params, columns };
+  return {
+    name: `persist_consensus_${op}_${fnv1a(text)}`,
+    text,
+    paramTypes: params,
+    columnTypes: columns,
+  };
 }
 
 function fnv1a(text: string): string {

@@ -1,6 +1,6 @@
 import { StatementRunner } from "./_runner.ts";
 import { host } from "./_runtime.ts";
-import { Schema } from "./_schema.ts";
+import { provideRecreate, Schema } from "./_schema.ts";
 import { checkEntries, checkKey, checkLimit, checkSeqno, checkVersion } from "./_validate.ts";
 import { CAS_MANY_MISMATCH, type Dialect, type Engine, quoteIdentifier } from "./dialect.ts";
 import { ConsensusError, redactSecrets } from "./errors.ts";
@@ -176,6 +176,11 @@ export class PostgresConsensus implements Consensus {
       listen && { start: () => this.#listen(listen, dialect.channel!) },
     );
     provideWakeSource(this, this.#watchers);
+    provideRecreate(this, async () => {
+      // The table starts empty: every floor is too high now.
+      this.#floors.clear();
+      await this.#schema.dropAndRecreate(this.#dialect);
+    });
   }
 
   // Starts the store's one LISTEN subscription. A failure leaves watchers
@@ -305,22 +310,6 @@ export class PostgresConsensus implements Consensus {
   /** Whether this store's compare-and-sets notify watchers in other processes (the `notify` option). */
   get notify(): boolean {
     return this.#dialect.notify;
-  }
-
-  /**
-   * Drops the table and creates it again, empty. For tests.
-   *
-   * @returns When the table is empty.
-   * @throws {ConsensusError} When a statement failed.
-   *
-   * @example Usage
-   * ```ts ignore
-   * await store.dropAndRecreate();
-   * ```
-   */
-  async dropAndRecreate(): Promise<void> {
-    this.#floors.clear();
-    await this.#schema.dropAndRecreate(this.#dialect);
   }
 
   /** {@inheritDoc Consensus.head} */

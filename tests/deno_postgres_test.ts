@@ -132,8 +132,8 @@ for (const { mode, notify, label, suffix } of STATEMENT_SETS) {
 const scalar = (text: string, type: "int8" | "bytea" | "text") => ({
   name: `deno_postgres_test_${type}`,
   text,
-  params: [type],
-  columns: [type],
+  paramTypes: [type],
+  columnTypes: [type],
 });
 
 test("deno-postgres: a server error becomes a SqlError with its SQLSTATE", async () => {

@@ -78,8 +78,8 @@ pgliteTest("pglite: server errors carry their SQLSTATE", async () => {
   const statement = {
     name: "pglite_test_missing",
     text: "SELECT 1::int8 FROM pglite_no_such_table WHERE $1::text = ''",
-    params: ["text"],
-    columns: ["int8"],
+    paramTypes: ["text"],
+    columnTypes: ["int8"],
   } as const;
   const missing = await assertRejects(() => executor.query(statement, ["k"]), SqlError) as SqlError;
   assertEquals(missing.code, "42P01");

@@ -20,7 +20,7 @@ import {
 } from "../mod.ts";
 import { dialectFor, quoteIdentifier } from "../src/dialect.ts";
 import { fromPostgresJs } from "../src/adapters/postgres_js.ts";
-import { raceOnOneKey } from "../src/testing/mod.ts";
+import { dropAndRecreate, raceOnOneKey } from "../src/testing/mod.ts";
 import {
   connect,
   type ConnectOptions,
@@ -337,7 +337,7 @@ dbTest("every operation is one prepared statement, one round trip", async () => 
   const sql = connect({ max: 2 });
   const rec = recording(fromPostgresJs(sql, { owned: true }));
   const store = await PostgresConsensus.open(rec.executor, { table: "round_trips" });
-  await store.dropAndRecreate();
+  await dropAndRecreate(store);
   try {
     const ops: [string, number, () => Promise<unknown>][] = [
       ["head", 1, () => store.head("k")],
@@ -373,7 +373,7 @@ dbTest("bad input sends nothing and leaves the table unchanged", async () => {
   const sql = connect({ max: 2 });
   const rec = recording(fromPostgresJs(sql, { owned: true }));
   const store = await PostgresConsensus.open(rec.executor, { table: "bad_input" });
-  await store.dropAndRecreate();
+  await dropAndRecreate(store);
   const raw = connect({ max: 1 });
   try {
     await store.compareAndSet("k", { seqno: 0n, data: bytes("v0") });
@@ -561,7 +561,7 @@ dbTest(
       create: false,
       onWarning: (message) => warnings.push(message),
     });
-    await store.dropAndRecreate();
+    await dropAndRecreate(store);
     assert(sent.some((t) => t.includes("WITH (sql_stats_automatic_collection_enabled = false)")));
     assert(sent.some((t) => t.includes("CONFIGURE ZONE USING gc.ttlseconds = 600")));
     // Only the tuning's warnings: open may warn of other things.

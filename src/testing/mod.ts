@@ -23,6 +23,7 @@ export {
 } from "./conformance.ts";
 export { raceOnOneKey, type RaceOptions, type RaceReport } from "./race.ts";
 export { ConformanceFailure } from "./_assert.ts";
+export { dropAndRecreate } from "./harness.ts";
 export {
   type ScriptedCall,
   ScriptedExecutor,

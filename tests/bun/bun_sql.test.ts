@@ -33,8 +33,8 @@ for (const { mode, notify, label, suffix } of STATEMENT_SETS) {
 const statement = (name: string, text: string, columns: ("int8" | "bytea")[] = []) => ({
   name,
   text,
-  params: [] as const,
-  columns,
+  paramTypes: [] as const,
+  columnTypes: columns,
 });
 
 dbTest("bun-sql: server errors carry the SQLSTATE from errno", async () => {
@@ -140,8 +140,8 @@ dbTest("bun-sql: int8 beyond 2^53 and bytea views round-trip exactly", async () 
       const echo = {
         name: "bun_sql_test_echo",
         text: "SELECT $1::int8, $2::bytea, $3::int8, $4::int8",
-        params: ["int8", "bytea", "int8", "int8"],
-        columns: ["int8", "bytea", "int8", "int8"],
+        paramTypes: ["int8", "bytea", "int8", "int8"],
+        columnTypes: ["int8", "bytea", "int8", "int8"],
       } as const;
       const backing = new Uint8Array([9, 1, 2, 3, 9]);
       const { rows } = await executor.query(echo, [
