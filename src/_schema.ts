@@ -65,6 +65,13 @@ export function recreateOf(store: object): (() => Promise<void>) | undefined {
   return recreators.get(store);
 }
 
+/** The table as open names it: quoted, with its schema when one is given. */
+export function quotedTable(table: string, schema: string | undefined): string {
+  return schema === undefined
+    ? quoteIdentifier(table, "table")
+    : `${quoteIdentifier(schema, "schema")}.${quoteIdentifier(table, "table")}`;
+}
+
 /** What open was asked for, validated. */
 export interface SchemaOptions {
   mode: "auto" | Engine;
@@ -93,9 +100,7 @@ export class Schema {
   async open(options: SchemaOptions): Promise<Dialect> {
     const { mode, quoted, notify } = options;
     const warn = this.#warn;
-    const { rows } = await this.#setupRun("connect", PROBE, []);
-    const server: Engine = /cockroach/i.test(String(rows[0]?.[0] ?? "")) ? "cockroach" : "postgres";
-    const isolation = String(rows[0]?.[1] ?? "").toLowerCase();
+    const { server, isolation } = await this.probe();
     const engine: Engine = mode === "auto" ? server : mode;
     if (engine === "postgres" && server === "cockroach") {
       throw this.#refuse(
@@ -156,10 +161,18 @@ export class Schema {
     return dialectFor(engine, resolved, notify);
   }
 
+  /** Which engine the server is, and the isolation level of its implicit transactions. */
+  async probe(): Promise<{ server: Engine; isolation: string }> {
+    const { rows } = await this.#setupRun("connect", PROBE, []);
+    const server: Engine = /cockroach/i.test(String(rows[0]?.[0] ?? "")) ? "cockroach" : "postgres";
+    const isolation = String(rows[0]?.[1] ?? "").toLowerCase();
+    return { server, isolation };
+  }
+
   /** Drops the dialect's table and creates it again, empty. */
   async dropAndRecreate(dialect: Dialect): Promise<void> {
     await this.#runner.ddl("drop the table", dialect.dropTable);
-    await this.#createTable(dialect);
+    await this.createTable(dialect);
   }
 
   async #tableShape(quoted: string): Promise<readonly (readonly SqlValue[])[]> {
@@ -198,7 +211,7 @@ export class Schema {
   // back is refused like the reads; any other may have created it.
   async #createTableAtOpen(dialect: Dialect): Promise<void> {
     try {
-      await this.#createTable(dialect);
+      await this.createTable(dialect);
     } catch (error) {
       if (!(error instanceof ConsensusError)) throw error;
       const cause = error.cause instanceof Error ? redactSecrets(error.cause.message) : "";
@@ -213,7 +226,8 @@ export class Schema {
     }
   }
 
-  async #createTable(dialect: Dialect): Promise<void> {
+  /** Creates the dialect's table unless it exists, and tunes it; a failed tuning only warns. */
+  async createTable(dialect: Dialect): Promise<void> {
     try {
       await this.#runner.ddl("create the table", dialect.createTable);
     } catch (error) {

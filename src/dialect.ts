@@ -88,7 +88,8 @@ export type Engine = "postgres" | "cockroach";
 /** Statement that tells the engines apart; CockroachDB's version() names itself. */
 export const VERSION_QUERY = "SELECT version()";
 
-function statement(
+/** A statement named after its operation and a hash of its text. */
+export function statement(
   op: string,
   text: string,
   params: readonly SqlType[],

@@ -1,8 +1,8 @@
 import { StatementRunner } from "./_runner.ts";
 import { host } from "./_runtime.ts";
-import { provideRecreate, Schema } from "./_schema.ts";
+import { provideRecreate, quotedTable, Schema } from "./_schema.ts";
 import { checkEntries, checkKey, checkLimit, checkSeqno, checkVersion } from "./_validate.ts";
-import { CAS_MANY_MISMATCH, type Dialect, type Engine, quoteIdentifier } from "./dialect.ts";
+import { CAS_MANY_MISMATCH, type Dialect, type Engine } from "./dialect.ts";
 import { ConsensusError, redactSecrets } from "./errors.ts";
 import type { SqlExecutor, SqlResult, SqlStatement, SqlValue } from "./executor.ts";
 import { MAX_SEQNO } from "./limits.ts";
@@ -277,9 +277,7 @@ export class PostgresConsensus implements Consensus {
       );
     }
     const tableName = options.table ?? "consensus";
-    const quoted = options.schema === undefined
-      ? quoteIdentifier(tableName, "table")
-      : `${quoteIdentifier(options.schema, "schema")}.${quoteIdentifier(tableName, "table")}`;
+    const quoted = quotedTable(tableName, options.schema);
     const timeoutMs = positiveInteger("timeoutMs", options.timeoutMs ?? DEFAULT_TIMEOUT_MS);
     const maxAttempts = positiveInteger("maxAttempts", options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS);
     const pageSize = positiveInteger("listKeysPageSize", options.listKeysPageSize ?? 1000);
@@ -594,7 +592,8 @@ export class PostgresConsensus implements Consensus {
 
 const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
 
-function toHex(bytes: Uint8Array): string {
+/** Bytes as lowercase hex, as the JSON-carrying statements take them. */
+export function toHex(bytes: Uint8Array): string {
   let out = "";
   for (let i = 0; i < bytes.length; i++) out += HEX[bytes[i]];
   return out;

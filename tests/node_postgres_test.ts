@@ -12,11 +12,10 @@ import {
   assertRejects,
   assertStringIncludes,
 } from "@std/assert";
-import { ConsensusError, PostgresConsensus, SqlError, type VersionedData } from "../mod.ts";
+import { ConsensusError, PostgresConsensus, SqlError } from "../mod.ts";
 import { fromNodePostgres, type NodePostgresPool } from "../src/adapters/node_postgres.ts";
-import { dialectFor, quoteIdentifier } from "../src/dialect.ts";
-import { runConformance } from "../src/testing/mod.ts";
-import { DATABASE_URL, dbTest, STATEMENT_SETS } from "./_db.ts";
+import { openSeeded, runConformance } from "../src/testing/mod.ts";
+import { conformanceOptions, DATABASE_URL, dbTest, STATEMENT_SETS } from "./_db.ts";
 
 // pg ships no types (they are in @types/pg, which would pull @types/node
 // into every type-check); the tests use this much of its Pool.
@@ -34,43 +33,20 @@ function pool(options: Record<string, unknown> = {}): Pool {
   return new PgPool({ connectionString: DATABASE_URL, max: 20, ...options });
 }
 
-async function seed(
-  p: Pool,
-  table: string,
-  initial?: ReadonlyMap<string, readonly VersionedData[]>,
-): Promise<void> {
-  const ddl = dialectFor("postgres", quoteIdentifier(table, "table"));
-  await p.query(ddl.dropTable);
-  await p.query(ddl.createTable);
-  for (const [key, versions] of initial ?? []) {
-    for (const { seqno, data } of versions) {
-      await p.query(
-        `INSERT INTO ${quoteIdentifier(table, "table")} (shard, sequence_number, data)
-         VALUES ($1, $2, $3)`,
-        [key, seqno.toString(), data],
-      );
-    }
-  }
-}
-
 for (const { mode, notify, label, suffix } of STATEMENT_SETS) {
   const table = `conformance_node_postgres_${suffix}`;
   runConformance(dbTest, `node-postgres (${label})`, {
     writers: 8,
     raceUntil: 150n,
-    async open(initial?: ReadonlyMap<string, readonly VersionedData[]>) {
+    open(initial) {
       // The CockroachDB statements need SERIALIZABLE: as a startup option,
       // every connection of the pool runs at it.
       const p = pool(
         mode === "cockroach" ? { options: "-c default_transaction_isolation=serializable" } : {},
       );
-      await seed(p, table, initial);
-      return await PostgresConsensus.open(fromNodePostgres(p, { owned: true }), {
-        mode,
-        notify,
-        table,
-        create: false,
-        listKeysPageSize: 7,
+      return openSeeded(fromNodePostgres(p, { owned: true }), {
+        ...conformanceOptions(mode, notify, table),
+        initial,
       });
     },
   });

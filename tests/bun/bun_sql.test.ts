@@ -4,29 +4,21 @@
 // that start at SERIALIZABLE, the only level open accepts those statements
 // at), and what is particular to this adapter.
 import { expect } from "bun:test";
-import { ConsensusError, PostgresConsensus, SqlError, type VersionedData } from "../../mod.ts";
+import { ConsensusError, PostgresConsensus, SqlError } from "../../mod.ts";
 import { fromBunSql } from "../../src/adapters/bun_sql.ts";
-import { runConformance } from "../../src/testing/mod.ts";
-import { bunSql, dbTest, seedTable, sessionFor, STATEMENT_SETS } from "./_db.ts";
+import { openSeeded, runConformance } from "../../src/testing/mod.ts";
+import { bunSql, conformanceOptions, dbTest, sessionFor, STATEMENT_SETS } from "./_db.ts";
 
 for (const { mode, notify, label, suffix } of STATEMENT_SETS) {
   const table = `conformance_bun_sql_${suffix}`;
   runConformance(dbTest, `bun-sql (${label})`, {
     writers: 8,
     raceUntil: 150n,
-    async open(initial?: ReadonlyMap<string, readonly VersionedData[]>) {
-      await seedTable(table, initial);
-      return await PostgresConsensus.open(
-        fromBunSql(bunSql(20, sessionFor(mode)), { owned: true }),
-        {
-          mode,
-          notify,
-          table,
-          create: false,
-          listKeysPageSize: 7,
-        },
-      );
-    },
+    open: (initial) =>
+      openSeeded(fromBunSql(bunSql(20, sessionFor(mode)), { owned: true }), {
+        ...conformanceOptions(mode, notify, table),
+        initial,
+      }),
   });
 }
 
