@@ -11,6 +11,14 @@ import type { SqlExecutor, SqlResult, SqlStatement, SqlValue } from "./executor.
 const BACKOFF_BASE_MS = 2;
 const BACKOFF_CAP_MS = 200;
 
+/** What the runner tells an operation's telemetry. */
+export interface RunTrace {
+  /** A statement is about to run again after a retryable failure. */
+  retried(): void;
+  /** The operation's deadline passed. */
+  timedOut(): void;
+}
+
 /** Runs statements on one executor with a store's timeout and retry settings. */
 export class StatementRunner {
   readonly #executor: SqlExecutor;
@@ -49,12 +57,14 @@ export class StatementRunner {
     statement: SqlStatement,
     params: readonly SqlValue[],
     deadline: number = Date.now() + this.timeoutMs,
+    trace?: RunTrace,
   ): Promise<SqlResult> {
     for (let attempt = 1;; attempt++) {
       try {
         return await this.#attempt(statement, params, deadline);
       } catch (error) {
         if (error === TIMED_OUT) {
+          trace?.timedOut();
           throw new ConsensusError(
             `${op}${
               key && ` ${JSON.stringify(key)}`
@@ -68,7 +78,13 @@ export class StatementRunner {
           const delay = Math.random() * ceiling;
           if (Date.now() + delay < deadline) {
             await sleep(delay);
-            continue;
+            // A timer may fire late: if the deadline passed while nothing
+            // was in flight, every attempt surely rolled back, and the
+            // error says so rather than "timed out and may have taken effect".
+            if (Date.now() < deadline) {
+              trace?.retried();
+              continue;
+            }
           }
         }
         const attempts = retry ? ` after ${attempt} attempts` : "";

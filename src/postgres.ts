@@ -1,6 +1,7 @@
 import { StatementRunner } from "./_runner.ts";
 import { host } from "./_runtime.ts";
 import { provideRecreate, quotedTable, Schema } from "./_schema.ts";
+import { type OperationTrace, type Outcome, Telemetry } from "./_telemetry.ts";
 import { checkEntries, checkKey, checkLimit, checkSeqno, checkVersion } from "./_validate.ts";
 import { CAS_MANY_MISMATCH, type Dialect, type Engine } from "./dialect.ts";
 import { ConsensusError, redactSecrets } from "./errors.ts";
@@ -88,6 +89,14 @@ export interface PostgresConsensusOptions {
    */
   notify?: boolean;
   /**
+   * Whether the store's telemetry spans carry the key (`persist.key`) and
+   * error messages, which name it. Keys are the application's data, so they
+   * are left out unless this opts in. README, "Telemetry".
+   *
+   * @default {false}
+   */
+  traceKeys?: boolean;
+  /**
    * Receives warnings that do not stop the store from working (for example,
    * CockroachDB tuning the role had no privilege for).
    *
@@ -102,6 +111,7 @@ const DEFAULT_MAX_ATTEMPTS = 8;
 interface Settings {
   runner: StatementRunner;
   schema: Schema;
+  telemetry: Telemetry;
   pageSize: number;
   warn: (message: string) => void;
 }
@@ -133,6 +143,7 @@ export class PostgresConsensus implements Consensus {
   readonly #dialect: Dialect;
   readonly #runner: StatementRunner;
   readonly #schema: Schema;
+  readonly #telemetry: Telemetry;
   readonly #timeoutMs: number;
   readonly #pageSize: bigint;
   readonly #warn: (message: string) => void;
@@ -152,7 +163,11 @@ export class PostgresConsensus implements Consensus {
   // next head read of the key sets it to what it read, which heals it.
   readonly #floors = new Map<string, bigint>();
   // Head reads of a key waiting for the end of this turn (see head).
-  readonly #headBatches = new Map<string, Promise<VersionedData | undefined>>();
+  // `size` counts the reads sharing it, for telemetry.
+  readonly #headBatches = new Map<
+    string,
+    { size: number; read: Promise<VersionedData | undefined> }
+  >();
   // The latest compare-and-set in flight per key (see compareAndSet).
   readonly #inflight = new Map<string, { seqno: bigint; run: Promise<SqlResult> }>();
   #closed = false;
@@ -167,6 +182,7 @@ export class PostgresConsensus implements Consensus {
     this.#dialect = dialect;
     this.#runner = settings.runner;
     this.#schema = settings.schema;
+    this.#telemetry = settings.telemetry;
     this.#timeoutMs = settings.runner.timeoutMs;
     this.#pageSize = BigInt(settings.pageSize);
     this.#warn = settings.warn;
@@ -287,6 +303,12 @@ export class PostgresConsensus implements Consensus {
         `Cannot open consensus: notify must be a boolean, got ${typeof notify}`,
       );
     }
+    const traceKeys = options.traceKeys ?? false;
+    if (typeof traceKeys !== "boolean") {
+      throw new TypeError(
+        `Cannot open consensus: traceKeys must be a boolean, got ${typeof traceKeys}`,
+      );
+    }
     const warn = options.onWarning ?? ((message: string) => host.console?.warn(message));
     const target = typeof executor.target === "string" ? redactSecrets(executor.target) : "";
     const runner = new StatementRunner(executor, timeoutMs, maxAttempts);
@@ -297,7 +319,8 @@ export class PostgresConsensus implements Consensus {
       create: options.create ?? true,
       notify,
     });
-    return new PostgresConsensus(executor, dialect, { runner, schema, pageSize, warn });
+    const telemetry = new Telemetry(dialect.engine, dialect.table, traceKeys);
+    return new PostgresConsensus(executor, dialect, { runner, schema, telemetry, pageSize, warn });
   }
 
   /** The engine whose statements this store runs. */
@@ -314,10 +337,11 @@ export class PostgresConsensus implements Consensus {
   async head(key: string): Promise<VersionedData | undefined> {
     this.#checkOpen("read head");
     checkKey("read head", key);
-    return await this.#track(this.#head(key));
+    const trace = this.#telemetry.start("head", key);
+    return await this.#track(this.#head(key, trace), trace);
   }
 
-  async #head(key: string): Promise<VersionedData | undefined> {
+  async #head(key: string, trace: OperationTrace): Promise<VersionedData | undefined> {
     // Reads of one key invoked in the same turn of the event loop share one
     // statement, sent once that turn's microtasks have run: it starts after
     // every one of their invocations, so its answer is a linearizable answer
@@ -326,12 +350,22 @@ export class PostgresConsensus implements Consensus {
     // each.
     const batch = this.#headBatches.get(key);
     if (batch !== undefined) {
-      const version = await batch;
+      batch.size++;
+      const version = await batch.read;
       return version && { seqno: version.seqno, data: version.data.slice() };
     }
-    const read = new Promise<void>((resolve) => host.queueMicrotask(resolve)).then(async () => {
+    const entry = { size: 1, read: undefined as unknown as Promise<VersionedData | undefined> };
+    entry.read = new Promise<void>((resolve) => host.queueMicrotask(resolve)).then(async () => {
       this.#headBatches.delete(key);
-      const { rows } = await this.#run("read head", key, this.#dialect.head, [key]);
+      this.#telemetry.batch("head", entry.size);
+      const { rows } = await this.#run(
+        "read head",
+        key,
+        this.#dialect.head,
+        [key],
+        undefined,
+        trace,
+      );
       const row = rows[0];
       // The floor follows this read even down: what the server just said
       // is a lower bound for the future (heads only grow), and a floor
@@ -345,8 +379,8 @@ export class PostgresConsensus implements Consensus {
       this.#setFloor(key, seqno);
       return { seqno, data: row[1] as Uint8Array };
     });
-    this.#headBatches.set(key, read);
-    return await read;
+    this.#headBatches.set(key, entry);
+    return await entry.read;
   }
 
   /** {@inheritDoc Consensus.compareAndSet} */
@@ -356,10 +390,16 @@ export class PostgresConsensus implements Consensus {
     checkVersion("compareAndSet", next);
     // The bytes as they are now: the driver serialises them later, after
     // the caller may have reused the array.
-    return await this.#track(this.#compareAndSet(key, next.seqno, next.data.slice()));
+    const trace = this.#telemetry.start("compareAndSet", key);
+    return await this.#track(this.#compareAndSet(key, next.seqno, next.data.slice(), trace), trace);
   }
 
-  async #compareAndSet(key: string, seqno: bigint, data: Uint8Array): Promise<CasResult> {
+  async #compareAndSet(
+    key: string,
+    seqno: bigint,
+    data: Uint8Array,
+    trace: OperationTrace,
+  ): Promise<CasResult> {
     const next = { seqno, data };
     const deadline = Date.now() + this.#timeoutMs;
     // A compare-and-set for the same key and seqno already in flight from
@@ -374,13 +414,14 @@ export class PostgresConsensus implements Consensus {
     const floor = this.#floors.get(key);
     if (floor !== undefined && next.seqno <= floor) return "mismatch";
     const run = next.seqno === 0n
-      ? this.#run("compareAndSet", key, this.#dialect.casFirst, [key, next.data], deadline)
+      ? this.#run("compareAndSet", key, this.#dialect.casFirst, [key, next.data], deadline, trace)
       : this.#run(
         "compareAndSet",
         key,
         this.#dialect.casNext,
         [key, next.seqno, next.data],
         deadline,
+        trace,
       );
     // The owner awaits `run` below; only a waiter adds a handler of its own.
     const entry = { seqno: next.seqno, run };
@@ -415,26 +456,42 @@ export class PostgresConsensus implements Consensus {
   async compareAndSetMany(entries: readonly CasEntry[]): Promise<CasResult> {
     this.#checkOpen("compareAndSetMany");
     const sorted = checkEntries("compareAndSetMany", entries);
+    const trace = this.#telemetry.start("compareAndSetMany", sorted[0].key);
+    this.#telemetry.batch("compareAndSetMany", sorted.length);
     // A seqno at or below a key's floor is a sure mismatch for that entry,
     // and so for all of them (see #floors).
     for (const { key, next } of sorted) {
       const floor = this.#floors.get(key);
-      if (floor !== undefined && next.seqno <= floor) return "mismatch";
+      if (floor !== undefined && next.seqno <= floor) {
+        trace.end("mismatch");
+        return "mismatch";
+      }
     }
     // Encoded now: the bytes as they are at the call.
     const json = JSON.stringify(
       sorted.map(({ key, next }) => ({ k: key, s: String(next.seqno), d: toHex(next.data) })),
     );
-    return await this.#track(this.#compareAndSetMany(sorted, json));
+    return await this.#track(this.#compareAndSetMany(sorted, json, trace), trace);
   }
 
-  async #compareAndSetMany(sorted: readonly CasEntry[], json: string): Promise<CasResult> {
+  async #compareAndSetMany(
+    sorted: readonly CasEntry[],
+    json: string,
+    trace: OperationTrace,
+  ): Promise<CasResult> {
     const op = `compareAndSetMany of ${sorted.length} keys from ${JSON.stringify(sorted[0].key)}`;
     try {
-      await this.#run(op, "", this.#dialect.casMany, [
-        json,
-        BigInt(sorted.length),
-      ]);
+      await this.#run(
+        op,
+        "",
+        this.#dialect.casMany,
+        [
+          json,
+          BigInt(sorted.length),
+        ],
+        undefined,
+        trace,
+      );
     } catch (error) {
       if (error instanceof ConsensusError && error.code === CAS_MANY_MISMATCH) return "mismatch";
       throw error;
@@ -453,17 +510,30 @@ export class PostgresConsensus implements Consensus {
     checkSeqno("scan", "from", from);
     checkLimit("scan", limit);
     if (limit === 0) return [];
-    return await this.#track(this.#scan(key, from, limit));
+    const trace = this.#telemetry.start("scan", key);
+    return await this.#track(this.#scan(key, from, limit, trace), trace);
   }
 
-  async #scan(key: string, from: bigint, limit: number | undefined): Promise<VersionedData[]> {
+  async #scan(
+    key: string,
+    from: bigint,
+    limit: number | undefined,
+    trace: OperationTrace,
+  ): Promise<VersionedData[]> {
     const bound = limit === undefined ? MAX_SEQNO : BigInt(limit);
     const packed = this.#dialect.scanPacked;
     if (packed !== undefined && (limit === undefined || limit > ROW_SCAN_MAX_LIMIT)) {
-      const { rows } = await this.#run("scan", key, packed, [key, from, bound]);
+      const { rows } = await this.#run("scan", key, packed, [key, from, bound], undefined, trace);
       return unpackVersions(rows);
     }
-    const { rows } = await this.#run("scan", key, this.#dialect.scan, [key, from, bound]);
+    const { rows } = await this.#run(
+      "scan",
+      key,
+      this.#dialect.scan,
+      [key, from, bound],
+      undefined,
+      trace,
+    );
     const versions = new Array<VersionedData>(rows.length);
     for (let i = 0; i < rows.length; i++) {
       versions[i] = { seqno: rows[i][0] as bigint, data: rows[i][1] as Uint8Array };
@@ -476,11 +546,19 @@ export class PostgresConsensus implements Consensus {
     this.#checkOpen("truncate");
     checkKey("truncate", key);
     checkSeqno("truncate", "seqno", seqno);
-    return await this.#track(this.#truncate(key, seqno));
+    const trace = this.#telemetry.start("truncate", key);
+    return await this.#track(this.#truncate(key, seqno, trace), trace);
   }
 
-  async #truncate(key: string, seqno: bigint): Promise<number> {
-    const { rows } = await this.#run("truncate", key, this.#dialect.truncate, [key, seqno]);
+  async #truncate(key: string, seqno: bigint, trace: OperationTrace): Promise<number> {
+    const { rows } = await this.#run(
+      "truncate",
+      key,
+      this.#dialect.truncate,
+      [key, seqno],
+      undefined,
+      trace,
+    );
     const head = rows[0]?.[0] as bigint | null | undefined;
     if (head === null || head === undefined) {
       throw new RangeError(`Cannot truncate ${JSON.stringify(key)}: the key has no data`);
@@ -509,10 +587,18 @@ export class PostgresConsensus implements Consensus {
     let last = false;
     const next = async (): Promise<IteratorResult<string>> => {
       this.#checkOpen("list keys");
-      const page = await this.#track(this.#run("list keys", after, this.#dialect.listKeys, [
-        after,
-        this.#pageSize,
-      ]));
+      const trace = this.#telemetry.start("listKeys", undefined);
+      const page = await this.#track(
+        this.#run(
+          "list keys",
+          after,
+          this.#dialect.listKeys,
+          [after, this.#pageSize],
+          undefined,
+          trace,
+        ),
+        trace,
+      );
       rows = page.rows;
       index = 0;
       last = BigInt(rows.length) < this.#pageSize;
@@ -566,10 +652,17 @@ export class PostgresConsensus implements Consensus {
     this.#floors.set(key, seqno);
   }
 
-  async #track<T>(operation: Promise<T>): Promise<T> {
+  // Counts the operation in flight for close(), and ends its telemetry:
+  // a string result is the compare-and-set's outcome; anything else is "ok".
+  async #track<T>(operation: Promise<T>, trace: OperationTrace): Promise<T> {
     this.#active++;
     try {
-      return await operation;
+      const value = await operation;
+      trace.end(typeof value === "string" ? value as Outcome : "ok");
+      return value;
+    } catch (error) {
+      trace.end("error", error);
+      throw error;
     } finally {
       if (--this.#active === 0 && this.#drained !== undefined) this.#drained();
     }
@@ -585,8 +678,9 @@ export class PostgresConsensus implements Consensus {
     statement: SqlStatement,
     params: readonly SqlValue[],
     deadline?: number,
+    trace?: OperationTrace,
   ): Promise<SqlResult> {
-    return this.#runner.run(op, key, statement, params, deadline);
+    return this.#runner.run(op, key, statement, params, deadline, trace);
   }
 }
 
