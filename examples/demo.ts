@@ -11,6 +11,7 @@
 import postgres from "postgres";
 import { PostgresConsensus, redactSecrets, type VersionedData } from "../mod.ts";
 import { fromPostgresJs } from "../src/adapters/postgres_js.ts";
+import { dropAndRecreate } from "../src/testing/mod.ts";
 
 const url = Deno.env.get("DATABASE_URL");
 if (!url) {
@@ -36,7 +37,7 @@ const store = await PostgresConsensus.open(
   fromPostgresJs(postgres(url, { max: writers, onnotice: () => {} }), { owned: true }),
   { table: "demo_consensus" },
 );
-await store.dropAndRecreate();
+await dropAndRecreate(store);
 console.log(
   `engine: ${store.engine}; ${writers} writers incrementing ${keyCount} shared counters for ${seconds} s`,
 );

@@ -88,7 +88,8 @@ export type Engine = "postgres" | "cockroach";
 /** Statement that tells the engines apart; CockroachDB's version() names itself. */
 export const VERSION_QUERY = "SELECT version()";
 
-function statement(
+/** A statement named after its operation and a hash of its text. */
+export function statement(
   op: string,
   text: string,
   params: readonly SqlType[],
@@ -96,7 +97,12 @@ function statement(
 ): SqlStatement {
   // The name identifies the exact text, so two stores on different tables
   // sharing one connection never collide on a prepared-statement name.
-  return { name: `persist_consensus_${op}_${fnv1a(text)}`, text, params, columns };
+  return {
+    name: `persist_consensus_${op}_${fnv1a(text)}`,
+    text,
+    paramTypes: params,
+    columnTypes: columns,
+  };
 }
 
 function fnv1a(text: string): string {

@@ -45,8 +45,8 @@ export type SqlValue = string | bigint | Uint8Array | null;
  * const statement: SqlStatement = {
  *   name: "example_head",
  *   text: "SELECT $1::int8 + 1",
- *   params: ["int8"],
- *   columns: ["int8"],
+ *   paramTypes: ["int8"],
+ *   columnTypes: ["int8"],
  * };
  * ```
  */
@@ -55,15 +55,15 @@ export interface SqlStatement {
   readonly name: string;
   /** The SQL text, with `$1`-style placeholders that carry explicit casts. */
   readonly text: string;
-  /** The type of each parameter, in order. */
-  readonly params: readonly SqlType[];
-  /** The type of each result column, in order. */
-  readonly columns: readonly SqlType[];
+  /** The type of each parameter, in order; `query` takes one value per entry. */
+  readonly paramTypes: readonly SqlType[];
+  /** The type of each result column, in order; `query` returns each row's columns in these forms. */
+  readonly columnTypes: readonly SqlType[];
 }
 
 /**
  * The rows a statement returned, each an array of column values converted
- * according to {@linkcode SqlStatement.columns}, and the number of rows it
+ * according to {@linkcode SqlStatement.columnTypes}, and the number of rows it
  * affected (inserted, deleted or returned).
  *
  * @example Usage
@@ -125,8 +125,10 @@ export interface QueryOptions {
  *
  * Contract:
  * - `query` runs one statement in its own implicit transaction (autocommit),
- *   binds `params` with the types of `statement.params`, and returns rows
- *   converted according to `statement.columns`.
+ *   binds `params` with the types of `statement.paramTypes`, and returns rows
+ *   converted according to `statement.columnTypes`.
+ * - `ddl` runs one schema statement; it returns nothing, and the core reads
+ *   nothing from it (what open needs to know, it asks through `query`).
  * - Failures are thrown as {@linkcode SqlError}, carrying the SQLSTATE when
  *   the server sent one and `connectionLost` when the connection broke, so
  *   that the core classifies every driver's errors in one place.
@@ -152,7 +154,7 @@ export interface SqlExecutor {
    * Runs one prepared statement in autocommit mode.
    *
    * @param statement The statement to run.
-   * @param params One value per `statement.params` entry.
+   * @param params One value per `statement.paramTypes` entry.
    * @param options Cancellation.
    * @returns The converted rows and the affected-row count.
    * @throws {SqlError} When the statement failed.
@@ -168,10 +170,10 @@ export interface SqlExecutor {
    * without preparing it.
    *
    * @param text One SQL statement.
-   * @returns The rows it returned, each column as the driver's text form.
+   * @returns When the statement has run.
    * @throws {SqlError} When the statement failed.
    */
-  ddl(text: string): Promise<readonly (readonly unknown[])[]>;
+  ddl(text: string): Promise<void>;
 
   /** Releases what the executor owns (an adapter closes the client only when told it owns it). */
   close(): Promise<void>;

@@ -1,15 +1,9 @@
-import { classify } from "./_classify.ts";
-import { Deadlines, TIMED_OUT } from "./_deadlines.ts";
-import { host, sleep } from "./_runtime.ts";
+import { StatementRunner } from "./_runner.ts";
+import { host } from "./_runtime.ts";
+import { provideRecreate, quotedTable, Schema } from "./_schema.ts";
+import { type OperationTrace, type Outcome, Telemetry } from "./_telemetry.ts";
 import { checkEntries, checkKey, checkLimit, checkSeqno, checkVersion } from "./_validate.ts";
-import {
-  CAS_MANY_MISMATCH,
-  type Dialect,
-  dialectFor,
-  type Engine,
-  quoteIdentifier,
-  VERSION_QUERY,
-} from "./dialect.ts";
+import { CAS_MANY_MISMATCH, type Dialect, type Engine } from "./dialect.ts";
 import { ConsensusError, redactSecrets } from "./errors.ts";
 import type { SqlExecutor, SqlResult, SqlStatement, SqlValue } from "./executor.ts";
 import { MAX_SEQNO } from "./limits.ts";
@@ -95,6 +89,14 @@ export interface PostgresConsensusOptions {
    */
   notify?: boolean;
   /**
+   * Whether the store's telemetry spans carry the key (`persist.key`) and
+   * error messages, which name it. Keys are the application's data, so they
+   * are left out unless this opts in. README, "Telemetry".
+   *
+   * @default {false}
+   */
+  traceKeys?: boolean;
+  /**
    * Receives warnings that do not stop the store from working (for example,
    * CockroachDB tuning the role had no privilege for).
    *
@@ -105,54 +107,13 @@ export interface PostgresConsensusOptions {
 
 const DEFAULT_TIMEOUT_MS = 10_000;
 const DEFAULT_MAX_ATTEMPTS = 8;
-const BACKOFF_BASE_MS = 2;
-const BACKOFF_CAP_MS = 200;
-
-// What open learns about the server and session in one round trip: the
-// engine (CockroachDB's version() names itself) and the isolation level the
-// session's implicit transactions run at.
-const PROBE: SqlStatement = {
-  name: "persist_consensus_probe",
-  text: `${VERSION_QUERY}, current_setting('transaction_isolation')`,
-  params: [],
-  columns: ["text", "text"],
-};
-
-// The table, resolved by the same rules as the statements' own (unqualified)
-// name, through to_regclass: schema and name, then per column its type, its
-// position in the primary key (0 when not in it), whether an insert must
-// give it a value, whether its collation is deterministic (to_jsonb, so a
-// catalog without collisdeterministic reads as deterministic), and per
-// table the unique indexes besides an immediate primary key. pg_catalog
-// rather than information_schema, whose constraint views hide the key from a
-// role that may only read.
-const TABLE_SHAPE: SqlStatement = {
-  name: "persist_consensus_table_shape",
-  text: "SELECT n.nspname::text, c.relname::text, a.attname::text, " +
-    "format_type(a.atttypid, a.atttypmod)::text, " +
-    "coalesce((SELECT k.position FROM pg_catalog.pg_index i, " +
-    "unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, position) " +
-    "WHERE i.indrelid = c.oid AND i.indisprimary AND k.attnum = a.attnum), 0)::int8, " +
-    "(a.attnotnull AND NOT a.atthasdef)::text, " +
-    "coalesce((SELECT to_jsonb(co) ->> 'collisdeterministic' FROM pg_catalog.pg_collation co " +
-    "WHERE co.oid = a.attcollation), 'true'), " +
-    "(SELECT count(*) FROM pg_catalog.pg_index i WHERE i.indrelid = c.oid AND i.indisunique " +
-    "AND NOT (i.indisprimary AND i.indimmediate))::int8 " +
-    "FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace " +
-    "JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped " +
-    "WHERE c.oid = to_regclass($1::text) AND c.relkind IN ('r', 'p') ORDER BY a.attnum",
-  params: ["text"],
-  columns: ["text", "text", "text", "text", "int8", "text", "text", "int8"],
-};
-
-const REQUIRED_COLUMNS = [["shard", "text"], ["sequence_number", "bigint"], ["data", "bytea"]];
 
 interface Settings {
-  timeoutMs: number;
-  maxAttempts: number;
+  runner: StatementRunner;
+  schema: Schema;
+  telemetry: Telemetry;
   pageSize: number;
   warn: (message: string) => void;
-  target: string;
 }
 
 // How many keys' head lower bounds a store remembers (see #floors).
@@ -180,12 +141,12 @@ const MAX_FLOORS = 10_000;
 export class PostgresConsensus implements Consensus {
   readonly #executor: SqlExecutor;
   readonly #dialect: Dialect;
+  readonly #runner: StatementRunner;
+  readonly #schema: Schema;
+  readonly #telemetry: Telemetry;
   readonly #timeoutMs: number;
-  readonly #maxAttempts: number;
   readonly #pageSize: bigint;
   readonly #warn: (message: string) => void;
-  readonly #target: string;
-  readonly #deadlines = new Deadlines();
   // Watchers of this store's keys (see watch): woken by this store's own
   // commits, and, through one LISTEN connection while anyone watches, by
   // the notifications of every notifying store on the table. Not complete:
@@ -202,7 +163,11 @@ export class PostgresConsensus implements Consensus {
   // next head read of the key sets it to what it read, which heals it.
   readonly #floors = new Map<string, bigint>();
   // Head reads of a key waiting for the end of this turn (see head).
-  readonly #headBatches = new Map<string, Promise<VersionedData | undefined>>();
+  // `size` counts the reads sharing it, for telemetry.
+  readonly #headBatches = new Map<
+    string,
+    { size: number; read: Promise<VersionedData | undefined> }
+  >();
   // The latest compare-and-set in flight per key (see compareAndSet).
   readonly #inflight = new Map<string, { seqno: bigint; run: Promise<SqlResult> }>();
   #closed = false;
@@ -215,17 +180,23 @@ export class PostgresConsensus implements Consensus {
   private constructor(executor: SqlExecutor, dialect: Dialect, settings: Settings) {
     this.#executor = executor;
     this.#dialect = dialect;
-    this.#timeoutMs = settings.timeoutMs;
-    this.#maxAttempts = settings.maxAttempts;
+    this.#runner = settings.runner;
+    this.#schema = settings.schema;
+    this.#telemetry = settings.telemetry;
+    this.#timeoutMs = settings.runner.timeoutMs;
     this.#pageSize = BigInt(settings.pageSize);
     this.#warn = settings.warn;
-    this.#target = settings.target;
     const listen = dialect.channel === undefined ? undefined : executor.listen?.bind(executor);
     this.#watchers = new WakeHub(
       false,
       listen && { start: () => this.#listen(listen, dialect.channel!) },
     );
     provideWakeSource(this, this.#watchers);
+    provideRecreate(this, async () => {
+      // The table starts empty: every floor is too high now.
+      this.#floors.clear();
+      await this.#schema.dropAndRecreate(this.#dialect);
+    });
   }
 
   // Starts the store's one LISTEN subscription. A failure leaves watchers
@@ -322,9 +293,7 @@ export class PostgresConsensus implements Consensus {
       );
     }
     const tableName = options.table ?? "consensus";
-    const quoted = options.schema === undefined
-      ? quoteIdentifier(tableName, "table")
-      : `${quoteIdentifier(options.schema, "schema")}.${quoteIdentifier(tableName, "table")}`;
+    const quoted = quotedTable(tableName, options.schema);
     const timeoutMs = positiveInteger("timeoutMs", options.timeoutMs ?? DEFAULT_TIMEOUT_MS);
     const maxAttempts = positiveInteger("maxAttempts", options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS);
     const pageSize = positiveInteger("listKeysPageSize", options.listKeysPageSize ?? 1000);
@@ -334,80 +303,24 @@ export class PostgresConsensus implements Consensus {
         `Cannot open consensus: notify must be a boolean, got ${typeof notify}`,
       );
     }
+    const traceKeys = options.traceKeys ?? false;
+    if (typeof traceKeys !== "boolean") {
+      throw new TypeError(
+        `Cannot open consensus: traceKeys must be a boolean, got ${typeof traceKeys}`,
+      );
+    }
     const warn = options.onWarning ?? ((message: string) => host.console?.warn(message));
     const target = typeof executor.target === "string" ? redactSecrets(executor.target) : "";
-    const settings: Settings = {
-      timeoutMs,
-      maxAttempts,
-      pageSize,
-      warn,
-      target,
-    };
-
-    // A provisional store runs the setup statements with the same timeout,
-    // retry and error handling as every operation.
-    const setup = new PostgresConsensus(executor, dialectFor("postgres", quoted), settings);
-    const { rows } = await setup.#setupRun("connect", PROBE, []);
-    const server: Engine = /cockroach/i.test(String(rows[0]?.[0] ?? "")) ? "cockroach" : "postgres";
-    const isolation = String(rows[0]?.[1] ?? "").toLowerCase();
-    const engine: Engine = mode === "auto" ? server : mode;
-    if (engine === "postgres" && server === "cockroach") {
-      throw setup.#refuse(
-        'the server is CockroachDB, and the "postgres" statements are proven on Postgres only; ' +
-          'open it with engine "auto" or "cockroach"',
-      );
-    }
-    // The CockroachDB statements lean on serializability (see
-    // src/dialect.ts); at any weaker level they commit a seqno twice.
-    if (engine === "cockroach" && isolation !== "serializable") {
-      throw setup.#refuse(
-        `the session runs at ${JSON.stringify(isolation)} isolation, and the CockroachDB ` +
-          `statements are correct only at "serializable"; set default_transaction_isolation ` +
-          `to 'serializable' for this role or connection` +
-          (server === "postgres" ? ', or open it with engine "auto" on Postgres' : ""),
-      );
-    }
-    if (engine === "cockroach" && server === "postgres") {
-      warn(
-        "@persist/consensus: running the CockroachDB statements on Postgres, which is for " +
-          "testing them: they are linearizable only while every writer of the table runs them " +
-          "at SERIALIZABLE (a writer with the Postgres statements, or below SERIALIZABLE, breaks " +
-          'that); use engine "auto" in production',
-      );
-    }
-    const unresolved = new PostgresConsensus(executor, dialectFor(engine, quoted), settings);
-    let shape = await unresolved.#tableShape(quoted);
-    if (shape.length === 0) {
-      if (!(options.create ?? true)) {
-        throw unresolved.#refuse(`table ${quoted} does not exist (and create is false)`, "42P01");
-      }
-      await unresolved.#createTableAtOpen();
-      shape = await unresolved.#tableShape(quoted);
-      if (shape.length === 0) {
-        throw unresolved.#refuse(`${quoted} exists but is not a table`, "42809");
-      }
-    }
-    const problem = shapeProblem(shape);
-    if (problem !== undefined) {
-      throw unresolved.#refuse(
-        `table ${quoted} ${problem}; the store needs (shard text, sequence_number bigint, ` +
-          `data bytea, PRIMARY KEY (shard, sequence_number)) and no other unique index`,
-      );
-    }
-    // From here on the statements name the table that was checked, schema
-    // and all, so a search_path that changes later (a schema created ahead
-    // of it, a pooled connection set up differently) cannot move them to
-    // another table.
-    const resolved = `${quoteIdentifier(shape[0][0] as string, "schema")}.${
-      quoteIdentifier(shape[0][1] as string, "table")
-    }`;
-    if (notify && engine === "cockroach") {
-      warn(
-        "@persist/consensus: notify is ignored with the CockroachDB statements (CockroachDB has " +
-          "no LISTEN/NOTIFY); watchers poll",
-      );
-    }
-    return new PostgresConsensus(executor, dialectFor(engine, resolved, notify), settings);
+    const runner = new StatementRunner(executor, timeoutMs, maxAttempts);
+    const schema = new Schema(runner, target, warn);
+    const dialect = await schema.open({
+      mode,
+      quoted,
+      create: options.create ?? true,
+      notify,
+    });
+    const telemetry = new Telemetry(dialect.engine, dialect.table, traceKeys);
+    return new PostgresConsensus(executor, dialect, { runner, schema, telemetry, pageSize, warn });
   }
 
   /** The engine whose statements this store runs. */
@@ -420,107 +333,15 @@ export class PostgresConsensus implements Consensus {
     return this.#dialect.notify;
   }
 
-  async #tableShape(quoted: string): Promise<readonly (readonly SqlValue[])[]> {
-    const { rows } = await this.#setupRun("look up the table", TABLE_SHAPE, [quoted]);
-    return rows;
-  }
-
-  // Runs a read during open: it changes nothing, so any failure is
-  // determinate, and it reads as the user's action on the server they named.
-  async #setupRun(
-    what: string,
-    statement: SqlStatement,
-    params: readonly SqlValue[],
-  ): Promise<SqlResult> {
-    try {
-      return await this.#run(what, "", statement, params);
-    } catch (error) {
-      if (!(error instanceof ConsensusError)) throw error;
-      const cause = error.cause instanceof Error
-        ? error.cause.message
-        : `${what} did not answer within ${this.#timeoutMs} ms`;
-      throw this.#refuse(cause, error.code, error);
-    }
-  }
-
-  #refuse(reason: string, code?: string, cause?: unknown): ConsensusError {
-    const on = this.#target && ` on ${this.#target}`;
-    const state = code === undefined ? "" : ` (SQLSTATE ${code})`;
-    return new ConsensusError(
-      `Cannot open consensus store${on}: ${reason}${state}; nothing was changed`,
-      { determinate: true, code, cause },
-    );
-  }
-
-  // Creating the table is open's one write: a failure that surely rolled
-  // back is refused like the reads; any other may have created it.
-  async #createTableAtOpen(): Promise<void> {
-    try {
-      await this.#createTable();
-    } catch (error) {
-      if (!(error instanceof ConsensusError)) throw error;
-      const cause = error.cause instanceof Error ? redactSecrets(error.cause.message) : "";
-      if (error.determinate) {
-        throw this.#refuse(`create the table failed: ${cause}`, error.code, error);
-      }
-      const on = this.#target && ` on ${this.#target}`;
-      throw new ConsensusError(
-        `Cannot open consensus store${on}: ${error.message}`,
-        { determinate: false, code: error.code, cause: error },
-      );
-    }
-  }
-
-  async #createTable(): Promise<void> {
-    try {
-      await this.#ddl("create the table", this.#dialect.createTable);
-    } catch (error) {
-      // Two processes opening a new store at once: Postgres may report the
-      // loser of CREATE TABLE IF NOT EXISTS as a duplicate (23505 on its
-      // catalog, or 42P07). The table exists either way.
-      if (
-        error instanceof ConsensusError && (error.code === "23505" || error.code === "42P07") &&
-        (await this.#tableShape(this.#dialect.table)).length > 0
-      ) return;
-      throw error;
-    }
-    for (const statement of this.#dialect.tune) {
-      try {
-        await this.#ddl("tune the table", statement);
-      } catch (error) {
-        this.#warn(
-          `@persist/consensus: could not run ${JSON.stringify(statement)}; the store works, ` +
-            `but without this tuning: ${error instanceof Error ? error.message : String(error)}`,
-        );
-      }
-    }
-  }
-
-  /**
-   * Drops the table and creates it again, empty. For tests.
-   *
-   * @returns When the table is empty.
-   * @throws {ConsensusError} When a statement failed.
-   *
-   * @example Usage
-   * ```ts ignore
-   * await store.dropAndRecreate();
-   * ```
-   */
-  async dropAndRecreate(): Promise<void> {
-    this.#floors.clear();
-    await this.#ddl("drop the table", this.#dialect.dropTable);
-    await this.#createTable();
-  }
-
   /** {@inheritDoc Consensus.head} */
   async head(key: string): Promise<VersionedData | undefined> {
     this.#checkOpen("read head");
     checkKey("read head", key);
-    return await this.#track(this.#head(key));
+    const trace = this.#telemetry.start("head", key);
+    return await this.#track(this.#head(key, trace), trace);
   }
 
-  async #head(key: string): Promise<VersionedData | undefined> {
+  async #head(key: string, trace: OperationTrace): Promise<VersionedData | undefined> {
     // Reads of one key invoked in the same turn of the event loop share one
     // statement, sent once that turn's microtasks have run: it starts after
     // every one of their invocations, so its answer is a linearizable answer
@@ -529,12 +350,22 @@ export class PostgresConsensus implements Consensus {
     // each.
     const batch = this.#headBatches.get(key);
     if (batch !== undefined) {
-      const version = await batch;
+      batch.size++;
+      const version = await batch.read;
       return version && { seqno: version.seqno, data: version.data.slice() };
     }
-    const read = new Promise<void>((resolve) => host.queueMicrotask(resolve)).then(async () => {
+    const entry = { size: 1, read: undefined as unknown as Promise<VersionedData | undefined> };
+    entry.read = new Promise<void>((resolve) => host.queueMicrotask(resolve)).then(async () => {
       this.#headBatches.delete(key);
-      const { rows } = await this.#run("read head", key, this.#dialect.head, [key]);
+      this.#telemetry.batch("head", entry.size);
+      const { rows } = await this.#run(
+        "read head",
+        key,
+        this.#dialect.head,
+        [key],
+        undefined,
+        trace,
+      );
       const row = rows[0];
       // The floor follows this read even down: what the server just said
       // is a lower bound for the future (heads only grow), and a floor
@@ -548,8 +379,8 @@ export class PostgresConsensus implements Consensus {
       this.#setFloor(key, seqno);
       return { seqno, data: row[1] as Uint8Array };
     });
-    this.#headBatches.set(key, read);
-    return await read;
+    this.#headBatches.set(key, entry);
+    return await entry.read;
   }
 
   /** {@inheritDoc Consensus.compareAndSet} */
@@ -559,10 +390,16 @@ export class PostgresConsensus implements Consensus {
     checkVersion("compareAndSet", next);
     // The bytes as they are now: the driver serialises them later, after
     // the caller may have reused the array.
-    return await this.#track(this.#compareAndSet(key, next.seqno, next.data.slice()));
+    const trace = this.#telemetry.start("compareAndSet", key);
+    return await this.#track(this.#compareAndSet(key, next.seqno, next.data.slice(), trace), trace);
   }
 
-  async #compareAndSet(key: string, seqno: bigint, data: Uint8Array): Promise<CasResult> {
+  async #compareAndSet(
+    key: string,
+    seqno: bigint,
+    data: Uint8Array,
+    trace: OperationTrace,
+  ): Promise<CasResult> {
     const next = { seqno, data };
     const deadline = Date.now() + this.#timeoutMs;
     // A compare-and-set for the same key and seqno already in flight from
@@ -577,13 +414,14 @@ export class PostgresConsensus implements Consensus {
     const floor = this.#floors.get(key);
     if (floor !== undefined && next.seqno <= floor) return "mismatch";
     const run = next.seqno === 0n
-      ? this.#run("compareAndSet", key, this.#dialect.casFirst, [key, next.data], deadline)
+      ? this.#run("compareAndSet", key, this.#dialect.casFirst, [key, next.data], deadline, trace)
       : this.#run(
         "compareAndSet",
         key,
         this.#dialect.casNext,
         [key, next.seqno, next.data],
         deadline,
+        trace,
       );
     // The owner awaits `run` below; only a waiter adds a handler of its own.
     const entry = { seqno: next.seqno, run };
@@ -618,26 +456,42 @@ export class PostgresConsensus implements Consensus {
   async compareAndSetMany(entries: readonly CasEntry[]): Promise<CasResult> {
     this.#checkOpen("compareAndSetMany");
     const sorted = checkEntries("compareAndSetMany", entries);
+    const trace = this.#telemetry.start("compareAndSetMany", sorted[0].key);
+    this.#telemetry.batch("compareAndSetMany", sorted.length);
     // A seqno at or below a key's floor is a sure mismatch for that entry,
     // and so for all of them (see #floors).
     for (const { key, next } of sorted) {
       const floor = this.#floors.get(key);
-      if (floor !== undefined && next.seqno <= floor) return "mismatch";
+      if (floor !== undefined && next.seqno <= floor) {
+        trace.end("mismatch");
+        return "mismatch";
+      }
     }
     // Encoded now: the bytes as they are at the call.
     const json = JSON.stringify(
       sorted.map(({ key, next }) => ({ k: key, s: String(next.seqno), d: toHex(next.data) })),
     );
-    return await this.#track(this.#compareAndSetMany(sorted, json));
+    return await this.#track(this.#compareAndSetMany(sorted, json, trace), trace);
   }
 
-  async #compareAndSetMany(sorted: readonly CasEntry[], json: string): Promise<CasResult> {
+  async #compareAndSetMany(
+    sorted: readonly CasEntry[],
+    json: string,
+    trace: OperationTrace,
+  ): Promise<CasResult> {
     const op = `compareAndSetMany of ${sorted.length} keys from ${JSON.stringify(sorted[0].key)}`;
     try {
-      await this.#run(op, "", this.#dialect.casMany, [
-        json,
-        BigInt(sorted.length),
-      ]);
+      await this.#run(
+        op,
+        "",
+        this.#dialect.casMany,
+        [
+          json,
+          BigInt(sorted.length),
+        ],
+        undefined,
+        trace,
+      );
     } catch (error) {
       if (error instanceof ConsensusError && error.code === CAS_MANY_MISMATCH) return "mismatch";
       throw error;
@@ -656,17 +510,30 @@ export class PostgresConsensus implements Consensus {
     checkSeqno("scan", "from", from);
     checkLimit("scan", limit);
     if (limit === 0) return [];
-    return await this.#track(this.#scan(key, from, limit));
+    const trace = this.#telemetry.start("scan", key);
+    return await this.#track(this.#scan(key, from, limit, trace), trace);
   }
 
-  async #scan(key: string, from: bigint, limit: number | undefined): Promise<VersionedData[]> {
+  async #scan(
+    key: string,
+    from: bigint,
+    limit: number | undefined,
+    trace: OperationTrace,
+  ): Promise<VersionedData[]> {
     const bound = limit === undefined ? MAX_SEQNO : BigInt(limit);
     const packed = this.#dialect.scanPacked;
     if (packed !== undefined && (limit === undefined || limit > ROW_SCAN_MAX_LIMIT)) {
-      const { rows } = await this.#run("scan", key, packed, [key, from, bound]);
+      const { rows } = await this.#run("scan", key, packed, [key, from, bound], undefined, trace);
       return unpackVersions(rows);
     }
-    const { rows } = await this.#run("scan", key, this.#dialect.scan, [key, from, bound]);
+    const { rows } = await this.#run(
+      "scan",
+      key,
+      this.#dialect.scan,
+      [key, from, bound],
+      undefined,
+      trace,
+    );
     const versions = new Array<VersionedData>(rows.length);
     for (let i = 0; i < rows.length; i++) {
       versions[i] = { seqno: rows[i][0] as bigint, data: rows[i][1] as Uint8Array };
@@ -679,11 +546,19 @@ export class PostgresConsensus implements Consensus {
     this.#checkOpen("truncate");
     checkKey("truncate", key);
     checkSeqno("truncate", "seqno", seqno);
-    return await this.#track(this.#truncate(key, seqno));
+    const trace = this.#telemetry.start("truncate", key);
+    return await this.#track(this.#truncate(key, seqno, trace), trace);
   }
 
-  async #truncate(key: string, seqno: bigint): Promise<number> {
-    const { rows } = await this.#run("truncate", key, this.#dialect.truncate, [key, seqno]);
+  async #truncate(key: string, seqno: bigint, trace: OperationTrace): Promise<number> {
+    const { rows } = await this.#run(
+      "truncate",
+      key,
+      this.#dialect.truncate,
+      [key, seqno],
+      undefined,
+      trace,
+    );
     const head = rows[0]?.[0] as bigint | null | undefined;
     if (head === null || head === undefined) {
       throw new RangeError(`Cannot truncate ${JSON.stringify(key)}: the key has no data`);
@@ -712,10 +587,18 @@ export class PostgresConsensus implements Consensus {
     let last = false;
     const next = async (): Promise<IteratorResult<string>> => {
       this.#checkOpen("list keys");
-      const page = await this.#track(this.#run("list keys", after, this.#dialect.listKeys, [
-        after,
-        this.#pageSize,
-      ]));
+      const trace = this.#telemetry.start("listKeys", undefined);
+      const page = await this.#track(
+        this.#run(
+          "list keys",
+          after,
+          this.#dialect.listKeys,
+          [after, this.#pageSize],
+          undefined,
+          trace,
+        ),
+        trace,
+      );
       rows = page.rows;
       index = 0;
       last = BigInt(rows.length) < this.#pageSize;
@@ -769,10 +652,17 @@ export class PostgresConsensus implements Consensus {
     this.#floors.set(key, seqno);
   }
 
-  async #track<T>(operation: Promise<T>): Promise<T> {
+  // Counts the operation in flight for close(), and ends its telemetry:
+  // a string result is the compare-and-set's outcome; anything else is "ok".
+  async #track<T>(operation: Promise<T>, trace: OperationTrace): Promise<T> {
     this.#active++;
     try {
-      return await operation;
+      const value = await operation;
+      trace.end(typeof value === "string" ? value as Outcome : "ok");
+      return value;
+    } catch (error) {
+      trace.end("error", error);
+      throw error;
     } finally {
       if (--this.#active === 0 && this.#drained !== undefined) this.#drained();
     }
@@ -782,122 +672,22 @@ export class PostgresConsensus implements Consensus {
     if (this.#closed) throw new TypeError(`Cannot ${op}: the store is closed`);
   }
 
-  async #ddl(what: string, text: string): Promise<void> {
-    try {
-      await this.#executor.ddl(text);
-    } catch (error) {
-      const { code, determinate } = classify(error);
-      throw new ConsensusError(describeFailure(what, "", determinate, error, code), {
-        determinate,
-        code,
-        cause: error,
-      });
-    }
-  }
-
-  // Runs one statement with the operation's deadline, retrying the failures
-  // that surely rolled back (40001, 40P01) with full-jitter exponential
-  // backoff, and turns every other failure into a ConsensusError that says
-  // whether the operation may have happened.
-  async #run(
+  #run(
     op: string,
     key: string,
     statement: SqlStatement,
     params: readonly SqlValue[],
-    deadline: number = Date.now() + this.#timeoutMs,
+    deadline?: number,
+    trace?: OperationTrace,
   ): Promise<SqlResult> {
-    for (let attempt = 1;; attempt++) {
-      try {
-        return await this.#attempt(statement, params, deadline);
-      } catch (error) {
-        if (error === TIMED_OUT) {
-          throw new ConsensusError(
-            `${op}${
-              key && ` ${JSON.stringify(key)}`
-            } timed out after ${this.#timeoutMs} ms and may have taken effect`,
-            { determinate: false, code: undefined },
-          );
-        }
-        const { retry, determinate, code } = classify(error);
-        if (retry && attempt < this.#maxAttempts) {
-          const ceiling = Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** attempt);
-          const delay = Math.random() * ceiling;
-          if (Date.now() + delay < deadline) {
-            await sleep(delay);
-            continue;
-          }
-        }
-        const attempts = retry ? ` after ${attempt} attempts` : "";
-        throw new ConsensusError(
-          describeFailure(op, key, determinate, error, code) + attempts,
-          { determinate, code, cause: error },
-        );
-      }
-    }
+    return this.#runner.run(op, key, statement, params, deadline, trace);
   }
-
-  #attempt(
-    statement: SqlStatement,
-    params: readonly SqlValue[],
-    deadline: number,
-  ): Promise<SqlResult> {
-    return this.#deadlines.run(
-      deadline,
-      (signal) => this.#executor.query(statement, params, { signal }),
-    );
-  }
-}
-
-function describeFailure(
-  op: string,
-  key: string,
-  determinate: boolean,
-  error: unknown,
-  code: string | undefined,
-): string {
-  const outcome = determinate ? "did not take effect" : "may have taken effect";
-  const cause = error instanceof Error ? error.message : String(error);
-  const state = code === undefined ? "" : ` (SQLSTATE ${code})`;
-  return redactSecrets(
-    `${op}${key && ` ${JSON.stringify(key)}`} failed and ${outcome}: ${cause}${state}`,
-  );
-}
-
-// Says what is wrong with a table's shape, or undefined when it fits.
-// Each refusal is a table on which some statement would be wrong: without
-// that primary key two writers commit one seqno; with another unique index,
-// ON CONFLICT DO NOTHING turns its conflicts into false mismatches (every
-// marker has the same empty data); a deferrable key is not checked by
-// ON CONFLICT at all; a nondeterministic collation makes distinct keys one
-// log; a required column the statements do not fill fails every write.
-function shapeProblem(rows: readonly (readonly SqlValue[])[]): string | undefined {
-  const columns = new Map(rows.map((row) => [row[2] as string, row]));
-  for (const [name, type] of REQUIRED_COLUMNS) {
-    const column = columns.get(name);
-    if (column === undefined) return `has no column ${name}`;
-    if (column[3] !== type) return `has column ${name} of type ${column[3]}, not ${type}`;
-    if (column[6] === "false") return `has column ${name} with a nondeterministic collation`;
-  }
-  const key = rows.filter((row) => (row[4] as bigint) > 0n)
-    .sort((a, b) => Number((a[4] as bigint) - (b[4] as bigint)))
-    .map((row) => row[2] as string);
-  if (key.length === 0) return "has no primary key";
-  if (key.join() !== "shard,sequence_number") {
-    return `has PRIMARY KEY (${key.join(", ")}), not (shard, sequence_number)`;
-  }
-  if ((rows[0][7] as bigint) > 0n) {
-    return "has a unique index besides its primary key, or a deferrable primary key";
-  }
-  const extra = rows.find((row) =>
-    row[5] === "true" && !REQUIRED_COLUMNS.some(([name]) => name === row[2])
-  );
-  if (extra !== undefined) return `has column ${extra[2]}, NOT NULL without a default`;
-  return undefined;
 }
 
 const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
 
-function toHex(bytes: Uint8Array): string {
+/** Bytes as lowercase hex, as the JSON-carrying statements take them. */
+export function toHex(bytes: Uint8Array): string {
   let out = "";
   for (let i = 0; i < bytes.length; i++) out += HEX[bytes[i]];
   return out;

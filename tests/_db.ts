@@ -3,6 +3,10 @@
 // `deno test` without it reports these tests as ignored, with the reason.
 import postgres from "postgres";
 import { startThrowawayPostgres } from "../tools/postgres_server.ts";
+import { fromPostgresJs } from "../src/adapters/postgres_js.ts";
+import { recreateTable } from "../src/testing/mod.ts";
+
+export { conformanceOptions, sessionFor, STATEMENT_SETS } from "./_sets.ts";
 
 export const DATABASE_URL = Deno.env.get("DATABASE_URL");
 
@@ -27,6 +31,16 @@ export function dbTest(name: string, fn: () => Promise<void>): void {
   });
 }
 
+/** Drops and creates `table`, empty, with the harness of `./testing`, on a short-lived connection. */
+export async function freshTable(table: string): Promise<void> {
+  const executor = fromPostgresJs(connect({ max: 1 }), { owned: true });
+  try {
+    await recreateTable(executor, { table });
+  } finally {
+    await executor.close();
+  }
+}
+
 /** porsager options, plus `max_pipeline`, a real option its types leave out. */
 export type ConnectOptions = postgres.Options<Record<string, never>> & { max_pipeline?: number };
 
@@ -38,32 +52,6 @@ export function connect(options: ConnectOptions = {}) {
     ...options as postgres.Options<Record<string, never>>,
   });
 }
-
-/**
- * The session settings a run of `mode`'s statements needs: the CockroachDB
- * statements are correct only at SERIALIZABLE, and open refuses them at any
- * other level; the Postgres statements run at the server's default.
- */
-export function sessionFor(mode: "postgres" | "cockroach"): Record<string, string> {
-  return mode === "cockroach" ? { default_transaction_isolation: "serializable" } : {};
-}
-
-/**
- * The statement sets every adapter's conformance run covers: the Postgres
- * statements bare and notifying (`notify: true`: pg_notify in the
- * compare-and-set, a different statement shape whose rowCount must read the
- * same), and the CockroachDB statements.
- */
-export const STATEMENT_SETS = [
-  { mode: "postgres", notify: false, label: "postgres statements", suffix: "postgres" },
-  {
-    mode: "postgres",
-    notify: true,
-    label: "postgres statements, notify",
-    suffix: "postgres_notify",
-  },
-  { mode: "cockroach", notify: false, label: "cockroach statements", suffix: "cockroach" },
-] as const;
 
 /** A role on a server that asks for passwords, as {@linkcode withPasswordServer} hands it over. */
 export interface PasswordServer {

@@ -20,13 +20,12 @@ import {
   assertRejects,
   assertStringIncludes,
 } from "@std/assert";
-import { ConsensusError, PostgresConsensus, SqlError, type VersionedData } from "../mod.ts";
+import { ConsensusError, PostgresConsensus, SqlError } from "../mod.ts";
 import { type DenoPostgresPool, fromDenoPostgres } from "../src/adapters/deno_postgres.ts";
-import { dialectFor, quoteIdentifier } from "../src/dialect.ts";
 import { enableTcpNoDelay } from "../src/runtime/deno.ts";
-import { runConformance } from "../src/testing/mod.ts";
+import { openSeeded, recreateTable, runConformance } from "../src/testing/mod.ts";
 import { startThrowawayPostgres } from "../tools/postgres_server.ts";
-import { DATABASE_URL, STATEMENT_SETS } from "./_db.ts";
+import { conformanceOptions, DATABASE_URL, STATEMENT_SETS } from "./_db.ts";
 
 /** The subset of deno-postgres' `Pool` these tests use besides the adapter's. */
 interface Pool extends DenoPostgresPool {
@@ -88,9 +87,7 @@ async function runRaw(pool: Pool, text: string, args?: unknown[]): Promise<void>
 }
 
 async function freshTable(pool: Pool, table: string): Promise<void> {
-  const ddl = dialectFor("postgres", quoteIdentifier(table, "table"));
-  await runRaw(pool, ddl.dropTable);
-  await runRaw(pool, ddl.createTable);
+  await recreateTable(fromDenoPostgres(pool), { table });
 }
 
 for (const { mode, notify, label, suffix } of STATEMENT_SETS) {
@@ -98,7 +95,7 @@ for (const { mode, notify, label, suffix } of STATEMENT_SETS) {
   runConformance(test, `deno-postgres (${label})`, {
     writers: 8,
     raceUntil: 150n,
-    async open(initial?: ReadonlyMap<string, readonly VersionedData[]>) {
+    open(initial) {
       // The driver reads startup options from the URL's `options` parameter.
       const pool = newPool(
         10,
@@ -106,24 +103,9 @@ for (const { mode, notify, label, suffix } of STATEMENT_SETS) {
           ? withParam(DATABASE_URL!, "options", "-c default_transaction_isolation=serializable")
           : DATABASE_URL!,
       );
-      await freshTable(pool, table);
-      for (const [key, versions] of initial ?? []) {
-        for (const { seqno, data } of versions) {
-          await runRaw(
-            pool,
-            `INSERT INTO ${
-              quoteIdentifier(table, "table")
-            } (shard, sequence_number, data) VALUES ($1::text, $2::int8, $3::bytea)`,
-            [key, seqno, data],
-          );
-        }
-      }
-      return await PostgresConsensus.open(fromDenoPostgres(pool, { owned: true }), {
-        mode,
-        notify,
-        table,
-        create: false,
-        listKeysPageSize: 7, // several pages in the listKeys case
+      return openSeeded(fromDenoPostgres(pool, { owned: true }), {
+        ...conformanceOptions(mode, notify, table),
+        initial,
       });
     },
   });
@@ -132,8 +114,8 @@ for (const { mode, notify, label, suffix } of STATEMENT_SETS) {
 const scalar = (text: string, type: "int8" | "bytea" | "text") => ({
   name: `deno_postgres_test_${type}`,
   text,
-  params: [type],
-  columns: [type],
+  paramTypes: [type],
+  columnTypes: [type],
 });
 
 test("deno-postgres: a server error becomes a SqlError with its SQLSTATE", async () => {
@@ -406,25 +388,11 @@ function coalescedTest(name: string, fn: () => Promise<void>): void {
   runConformance(coalescedTest, "deno-postgres coalesced (postgres statements)", {
     writers: 8,
     raceUntil: 150n,
-    async open(initial?: ReadonlyMap<string, readonly VersionedData[]>) {
-      const pool = newPool(10);
-      await freshTable(pool, table);
-      for (const [key, versions] of initial ?? []) {
-        for (const { seqno, data } of versions) {
-          await runRaw(
-            pool,
-            `INSERT INTO ${table} (shard, sequence_number, data) VALUES ($1::text, $2::int8, $3::bytea)`,
-            [key, seqno, data],
-          );
-        }
-      }
-      return await PostgresConsensus.open(fromDenoPostgres(pool, { owned: true }), {
-        mode: "postgres",
-        table,
-        create: false,
-        listKeysPageSize: 7,
-      });
-    },
+    open: (initial) =>
+      openSeeded(fromDenoPostgres(newPool(10), { owned: true }), {
+        ...conformanceOptions("postgres", false, table),
+        initial,
+      }),
   });
 }
 

@@ -7,6 +7,7 @@
 import { assert, assertEquals, assertRejects } from "@std/assert";
 import { MAX_DATA_BYTES, MAX_KEY_BYTES, PostgresConsensus } from "../mod.ts";
 import { fromPostgresJs } from "../src/adapters/postgres_js.ts";
+import { dropAndRecreate } from "../src/testing/mod.ts";
 import { connect, dbTest } from "./_db.ts";
 
 const encoder = new TextEncoder();
@@ -42,7 +43,7 @@ dbTest(
           { table },
         );
         try {
-          await store.dropAndRecreate();
+          await dropAndRecreate(store);
           assertEquals(
             await store.compareAndSet("k", { seqno: 0n, data: bytes(table) }),
             "committed",
@@ -56,7 +57,7 @@ dbTest(
             `table ${JSON.stringify(table)} exists under its literal name`,
           );
         } finally {
-          await store.dropAndRecreate().catch(() => {});
+          await dropAndRecreate(store).catch(() => {});
           await admin.unsafe(`DROP TABLE IF EXISTS "${table.replaceAll('"', '""')}"`);
           await store.close();
         }
@@ -89,7 +90,7 @@ dbTest("hostile input: SQL and LIKE characters in keys are stored byte for byte"
   const store = await PostgresConsensus.open(fromPostgresJs(sql, { owned: true }), {
     table: "hostile_keys",
   });
-  await store.dropAndRecreate();
+  await dropAndRecreate(store);
   const admin = connect({ max: 1 });
   try {
     const keys = [
@@ -139,7 +140,7 @@ dbTest(
     const store = await PostgresConsensus.open(fromPostgresJs(sql, { owned: true }), {
       table: "hostile_limits",
     });
-    await store.dropAndRecreate();
+    await dropAndRecreate(store);
     try {
       // The longest key, in 4-byte characters, and the largest payload,
       // holding every byte value.

@@ -12,11 +12,10 @@ import {
   assertRejects,
   assertStringIncludes,
 } from "@std/assert";
-import { ConsensusError, PostgresConsensus, SqlError, type VersionedData } from "../mod.ts";
+import { ConsensusError, PostgresConsensus, SqlError } from "../mod.ts";
 import { fromNodePostgres, type NodePostgresPool } from "../src/adapters/node_postgres.ts";
-import { dialectFor, quoteIdentifier } from "../src/dialect.ts";
-import { runConformance } from "../src/testing/mod.ts";
-import { DATABASE_URL, dbTest, STATEMENT_SETS } from "./_db.ts";
+import { openSeeded, runConformance } from "../src/testing/mod.ts";
+import { conformanceOptions, DATABASE_URL, dbTest, STATEMENT_SETS } from "./_db.ts";
 
 // pg ships no types (they are in @types/pg, which would pull @types/node
 // into every type-check); the tests use this much of its Pool.
@@ -34,43 +33,20 @@ function pool(options: Record<string, unknown> = {}): Pool {
   return new PgPool({ connectionString: DATABASE_URL, max: 20, ...options });
 }
 
-async function seed(
-  p: Pool,
-  table: string,
-  initial?: ReadonlyMap<string, readonly VersionedData[]>,
-): Promise<void> {
-  const ddl = dialectFor("postgres", quoteIdentifier(table, "table"));
-  await p.query(ddl.dropTable);
-  await p.query(ddl.createTable);
-  for (const [key, versions] of initial ?? []) {
-    for (const { seqno, data } of versions) {
-      await p.query(
-        `INSERT INTO ${quoteIdentifier(table, "table")} (shard, sequence_number, data)
-         VALUES ($1, $2, $3)`,
-        [key, seqno.toString(), data],
-      );
-    }
-  }
-}
-
 for (const { mode, notify, label, suffix } of STATEMENT_SETS) {
   const table = `conformance_node_postgres_${suffix}`;
   runConformance(dbTest, `node-postgres (${label})`, {
     writers: 8,
     raceUntil: 150n,
-    async open(initial?: ReadonlyMap<string, readonly VersionedData[]>) {
+    open(initial) {
       // The CockroachDB statements need SERIALIZABLE: as a startup option,
       // every connection of the pool runs at it.
       const p = pool(
         mode === "cockroach" ? { options: "-c default_transaction_isolation=serializable" } : {},
       );
-      await seed(p, table, initial);
-      return await PostgresConsensus.open(fromNodePostgres(p, { owned: true }), {
-        mode,
-        notify,
-        table,
-        create: false,
-        listKeysPageSize: 7,
+      return openSeeded(fromNodePostgres(p, { owned: true }), {
+        ...conformanceOptions(mode, notify, table),
+        initial,
       });
     },
   });
@@ -79,8 +55,8 @@ for (const { mode, notify, label, suffix } of STATEMENT_SETS) {
 const HEAD = {
   name: "node_postgres_test_head",
   text: "SELECT sequence_number, data FROM node_postgres_errors WHERE shard = $1::text",
-  params: ["text"],
-  columns: ["int8", "bytea"],
+  paramTypes: ["text"],
+  columnTypes: ["int8", "bytea"],
 } as const;
 
 dbTest("node-postgres: a missing table is SQLSTATE 42P01", async () => {
@@ -104,8 +80,8 @@ dbTest("node-postgres: a duplicate key is SQLSTATE 23505, and the client survive
     const insert = {
       name: "node_postgres_test_insert",
       text: "INSERT INTO node_postgres_dup VALUES ($1::int8)",
-      params: ["int8"],
-      columns: [],
+      paramTypes: ["int8"],
+      columnTypes: [],
     } as const;
     await executor.query(insert, [1n]);
     const pid = (await p.query("SELECT pg_backend_pid() AS pid")).rows[0].pid;
@@ -163,8 +139,8 @@ dbTest("node-postgres: a terminated backend is destroyed, not returned to the po
     const sleep = {
       name: "node_postgres_test_sleep",
       text: "SELECT pg_backend_pid()::int8 FROM pg_sleep(30)",
-      params: [],
-      columns: ["int8"],
+      paramTypes: [],
+      columnTypes: ["int8"],
     } as const;
     // Caught at once: it fails while the loop below is still polling.
     const pending = executor.query(sleep, []).then(
@@ -188,8 +164,8 @@ dbTest("node-postgres: a terminated backend is destroyed, not returned to the po
     const pid = {
       name: "node_postgres_test_pid",
       text: "SELECT pg_backend_pid()::int8",
-      params: [],
-      columns: ["int8"],
+      paramTypes: [],
+      columnTypes: ["int8"],
     } as const;
     const { rows } = await executor.query(pid, []);
     assert(rows[0][0] !== BigInt(victim), "a fresh connection");
@@ -207,8 +183,8 @@ dbTest("node-postgres: the core's timeout cancels the statement on the server", 
     const sleep = {
       name: "node_postgres_test_sleep5",
       text: "SELECT 1::int8 FROM pg_sleep(5)",
-      params: [],
-      columns: ["int8"],
+      paramTypes: [],
+      columnTypes: ["int8"],
     } as const;
     const controller = new AbortController();
     const started = Date.now();
@@ -312,8 +288,8 @@ dbTest("node-postgres: int8 above 2^53 and bytea views round-trip exactly", asyn
     const echo = {
       name: "node_postgres_test_echo",
       text: "SELECT $1::int8, $2::bytea, $3::int8",
-      params: ["int8", "bytea", "int8"],
-      columns: ["int8", "bytea", "int8"],
+      paramTypes: ["int8", "bytea", "int8"],
+      columnTypes: ["int8", "bytea", "int8"],
     } as const;
     const backing = new Uint8Array([9, 1, 2, 3, 9]);
     const { rows } = await executor.query(echo, [

@@ -5,11 +5,10 @@
 // them anywhere else) and everything else at the default, READ COMMITTED.
 import { PGlite } from "@electric-sql/pglite";
 import { assertEquals, assertRejects, assertStringIncludes } from "@std/assert";
-import { ConsensusError, PostgresConsensus, SqlError, type VersionedData } from "../mod.ts";
+import { ConsensusError, PostgresConsensus, SqlError } from "../mod.ts";
 import { fromPglite } from "../src/adapters/pglite.ts";
-import { dialectFor, quoteIdentifier } from "../src/dialect.ts";
-import { runConformance } from "../src/testing/mod.ts";
-import { STATEMENT_SETS } from "./_db.ts";
+import { openSeeded, runConformance } from "../src/testing/mod.ts";
+import { conformanceOptions, STATEMENT_SETS } from "./_db.ts";
 
 let shared: Promise<PGlite> | undefined;
 const database = () => shared ??= PGlite.create();
@@ -31,30 +30,15 @@ function pgliteTest(name: string, fn: () => Promise<void>): void {
 
 for (const { mode, notify, label, suffix } of STATEMENT_SETS) {
   const table = `conformance_pglite_${suffix}`;
-  const ddl = dialectFor("postgres", quoteIdentifier(table, "table"));
   runConformance(pgliteTest, `pglite (${label})`, {
     writers: 8,
     raceUntil: 150n,
-    async open(initial?: ReadonlyMap<string, readonly VersionedData[]>) {
+    async open(initial) {
       const db = await database();
       await sessionFor(db, mode);
-      await db.query(ddl.dropTable);
-      await db.query(ddl.createTable);
-      for (const [key, versions] of initial ?? []) {
-        for (const { seqno, data } of versions) {
-          await db.query(
-            `INSERT INTO ${quoteIdentifier(table, "table")} (shard, sequence_number, data)
-             VALUES ($1, $2, $3)`,
-            [key, seqno, data],
-          );
-        }
-      }
-      return await PostgresConsensus.open(fromPglite(db), {
-        mode,
-        notify,
-        table,
-        create: false,
-        listKeysPageSize: 7,
+      return await openSeeded(fromPglite(db), {
+        ...conformanceOptions(mode, notify, table),
+        initial,
       });
     },
   });
@@ -78,8 +62,8 @@ pgliteTest("pglite: server errors carry their SQLSTATE", async () => {
   const statement = {
     name: "pglite_test_missing",
     text: "SELECT 1::int8 FROM pglite_no_such_table WHERE $1::text = ''",
-    params: ["text"],
-    columns: ["int8"],
+    paramTypes: ["text"],
+    columnTypes: ["int8"],
   } as const;
   const missing = await assertRejects(() => executor.query(statement, ["k"]), SqlError) as SqlError;
   assertEquals(missing.code, "42P01");

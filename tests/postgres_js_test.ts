@@ -6,36 +6,19 @@
 // "CockroachDB", says what only CockroachDB can confirm). The CockroachDB
 // statements are correct only at SERIALIZABLE, so that run's connections
 // start at SERIALIZABLE (open refuses them anywhere else).
-import type { VersionedData } from "../mod.ts";
-import { PostgresConsensus } from "../mod.ts";
 import { fromPostgresJs } from "../src/adapters/postgres_js.ts";
-import { dialectFor, quoteIdentifier } from "../src/dialect.ts";
-import { runConformance } from "../src/testing/mod.ts";
-import { connect, dbTest, sessionFor, STATEMENT_SETS } from "./_db.ts";
+import { openSeeded, runConformance } from "../src/testing/mod.ts";
+import { conformanceOptions, connect, dbTest, sessionFor, STATEMENT_SETS } from "./_db.ts";
 
 for (const { mode, notify, label, suffix } of STATEMENT_SETS) {
   const table = `conformance_postgres_js_${suffix}`;
-  const postgresDdl = dialectFor("postgres", quoteIdentifier(table, "table"));
   runConformance(dbTest, `postgres-js (${label})`, {
     writers: 8,
     raceUntil: 150n,
-    async open(initial?: ReadonlyMap<string, readonly VersionedData[]>) {
-      const sql = connect({ connection: sessionFor(mode) });
-      await sql.unsafe(postgresDdl.dropTable);
-      await sql.unsafe(postgresDdl.createTable);
-      for (const [key, versions] of initial ?? []) {
-        for (const { seqno, data } of versions) {
-          await sql`INSERT INTO ${sql(table)} (shard, sequence_number, data)
-                    VALUES (${key}, ${seqno}, ${data})`;
-        }
-      }
-      return await PostgresConsensus.open(fromPostgresJs(sql, { owned: true }), {
-        mode,
-        notify,
-        table,
-        create: false,
-        listKeysPageSize: 7, // several pages in the listKeys case
-      });
-    },
+    open: (initial) =>
+      openSeeded(fromPostgresJs(connect({ connection: sessionFor(mode) }), { owned: true }), {
+        ...conformanceOptions(mode, notify, table),
+        initial,
+      }),
   });
 }

@@ -20,12 +20,13 @@ import {
 } from "../mod.ts";
 import { dialectFor, quoteIdentifier } from "../src/dialect.ts";
 import { fromPostgresJs } from "../src/adapters/postgres_js.ts";
-import { raceOnOneKey } from "../src/testing/mod.ts";
+import { dropAndRecreate, openSeeded, raceOnOneKey } from "../src/testing/mod.ts";
 import {
   connect,
   type ConnectOptions,
   DATABASE_URL,
   dbTest,
+  freshTable,
   sessionFor,
   withPasswordServer,
 } from "./_db.ts";
@@ -46,14 +47,7 @@ async function fresh(
 ) {
   const { connection, max, maxPipeline, ...storeOptions } = options;
   const sql = connect({ max: max ?? 20, connection, max_pipeline: maxPipeline });
-  const ddl = dialectFor("postgres", quoteIdentifier(table, "table"));
-  await sql.unsafe(ddl.dropTable);
-  await sql.unsafe(ddl.createTable);
-  const store = await PostgresConsensus.open(fromPostgresJs(sql, { owned: true }), {
-    table,
-    create: false,
-    ...storeOptions,
-  });
+  const store = await openSeeded(fromPostgresJs(sql, { owned: true }), { table, ...storeOptions });
   return { sql, store };
 }
 
@@ -302,6 +296,9 @@ dbTest(
       await reserved.unsafe("BEGIN");
       await reserved.unsafe('LOCK TABLE "killed_backend" IN ACCESS EXCLUSIVE MODE');
       const pending = store.compareAndSet("k", { seqno: 1n, data: bytes("v1") });
+      // It may reject while the loop below still waits for the kill to
+      // return: handled from now on, so that is not an unhandled rejection.
+      pending.catch(() => {});
       let killed = 0;
       for (let i = 0; i < 50 && killed === 0; i++) {
         await new Promise((r) => setTimeout(r, 50));
@@ -334,7 +331,7 @@ dbTest("every operation is one prepared statement, one round trip", async () => 
   const sql = connect({ max: 2 });
   const rec = recording(fromPostgresJs(sql, { owned: true }));
   const store = await PostgresConsensus.open(rec.executor, { table: "round_trips" });
-  await store.dropAndRecreate();
+  await dropAndRecreate(store);
   try {
     const ops: [string, number, () => Promise<unknown>][] = [
       ["head", 1, () => store.head("k")],
@@ -370,7 +367,7 @@ dbTest("bad input sends nothing and leaves the table unchanged", async () => {
   const sql = connect({ max: 2 });
   const rec = recording(fromPostgresJs(sql, { owned: true }));
   const store = await PostgresConsensus.open(rec.executor, { table: "bad_input" });
-  await store.dropAndRecreate();
+  await dropAndRecreate(store);
   const raw = connect({ max: 1 });
   try {
     await store.compareAndSet("k", { seqno: 0n, data: bytes("v0") });
@@ -533,9 +530,7 @@ dbTest(
     const sql = connect({ max: 2, connection: sessionFor("cockroach") });
     // Open with create: false checks the existing table: make it first, so
     // that the tuning is sent once, by dropAndRecreate.
-    const ddl = dialectFor("postgres", quoteIdentifier("cockroach_tuning", "table"));
-    await sql.unsafe(ddl.dropTable);
-    await sql.unsafe(ddl.createTable);
+    await freshTable("cockroach_tuning");
     const inner = fromPostgresJs(sql, { owned: true });
     const sent: string[] = [];
     const warnings: string[] = [];
@@ -558,7 +553,7 @@ dbTest(
       create: false,
       onWarning: (message) => warnings.push(message),
     });
-    await store.dropAndRecreate();
+    await dropAndRecreate(store);
     assert(sent.some((t) => t.includes("WITH (sql_stats_automatic_collection_enabled = false)")));
     assert(sent.some((t) => t.includes("CONFIGURE ZONE USING gc.ttlseconds = 600")));
     // Only the tuning's warnings: open may warn of other things.
@@ -578,9 +573,7 @@ dbTest(
     // (found by the torture campaign). One connection, three reads queued on
     // it behind a lock; the middle one times out. Each must get its own key.
     const sql = connect({ max: 1 });
-    const ddl = dialectFor("postgres", quoteIdentifier("pipelined_cancel", "table"));
-    await sql.unsafe(ddl.dropTable);
-    await sql.unsafe(ddl.createTable);
+    await freshTable("pipelined_cancel");
     await sql.unsafe(
       `INSERT INTO pipelined_cancel SELECT k, g, '\\x00'::bytea
        FROM (VALUES ('a', 0), ('b', 1), ('c', 2)) AS keys(k, top), generate_series(0, top) g`,
@@ -995,3 +988,36 @@ dbTest(
     }
   },
 );
+
+dbTest("harness: openSeeded seeds versions with marker rows, or without when told", async () => {
+  const admin = connect({ max: 1 });
+  try {
+    for (const markers of [true, false]) {
+      const table = `harness_markers_${markers}`;
+      const store = await openSeeded(fromPostgresJs(connect({ max: 2 }), { owned: true }), {
+        table,
+        markers,
+        initial: new Map([["k", [{ seqno: 0n, data: bytes("a") }, {
+          seqno: 1n,
+          data: bytes(""),
+        }]]]),
+      });
+      try {
+        const rows = await admin.unsafe(
+          `SELECT sequence_number::int AS s, encode(data, 'escape') AS d FROM ${table} ORDER BY 1`,
+        );
+        assertEquals(
+          rows.map((row) => `${row.s}:${row.d}`),
+          [...(markers ? ["-1:"] : []), "0:a", "1:"],
+        );
+        assertEquals((await store.head("k"))?.seqno, 1n);
+        assertEquals(await store.compareAndSet("k", { seqno: 0n, data: bytes("b") }), "mismatch");
+        assertEquals(await store.compareAndSet("k", { seqno: 2n, data: bytes("c") }), "committed");
+      } finally {
+        await store.close();
+      }
+    }
+  } finally {
+    await admin.end();
+  }
+});

@@ -4,8 +4,7 @@
 import { assert, assertEquals } from "@std/assert";
 import { PostgresConsensus } from "../mod.ts";
 import { fromPostgresJs } from "../src/adapters/postgres_js.ts";
-import { dialectFor, quoteIdentifier } from "../src/dialect.ts";
-import { connect, dbTest } from "./_db.ts";
+import { connect, dbTest, freshTable } from "./_db.ts";
 import { installPark, PARKED_APP } from "./_park.ts";
 
 const enc = new TextEncoder();
@@ -110,11 +109,7 @@ dbTest(
   "review: mode cockroach on Postgres warns, and is safe beside SERIALIZABLE writers",
   async () => {
     const table = "review_mixed_modes";
-    const admin = connect({ max: 1 });
-    const ddl = dialectFor("postgres", quoteIdentifier(table, "table"));
-    await admin.unsafe(ddl.dropTable);
-    await admin.unsafe(ddl.createTable);
-    await admin.end();
+    await freshTable(table);
     const park = await installPark(table);
     const warnings: string[] = [];
     const open = (mode: "auto" | "cockroach", level: string, parked: boolean) => {

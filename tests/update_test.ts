@@ -10,8 +10,7 @@ import {
   type VersionedData,
 } from "../mod.ts";
 import { fromPostgresJs } from "../src/adapters/postgres_js.ts";
-import { dialectFor, quoteIdentifier } from "../src/dialect.ts";
-import { connect, dbTest } from "./_db.ts";
+import { connect, dbTest, freshTable } from "./_db.ts";
 
 const counter = (current: { data: Uint8Array } | undefined) =>
   new TextEncoder().encode(
@@ -154,14 +153,6 @@ Deno.test("update: a write from the remembered head still takes no read", async 
   assertEquals(show(await shared.head("k")), "5:6");
 });
 
-async function table(name: string) {
-  const sql = connect({ max: 2 });
-  const ddl = dialectFor("postgres", quoteIdentifier(name, "table"));
-  await sql.unsafe(ddl.dropTable);
-  await sql.unsafe(ddl.createTable);
-  await sql.end();
-}
-
 const open = (table: string, maxAttempts?: number) =>
   PostgresConsensus.open(fromPostgresJs(connect({ max: 8 }), { owned: true }), {
     table,
@@ -169,7 +160,7 @@ const open = (table: string, maxAttempts?: number) =>
   }).then((store) => ({ store, maxAttempts }));
 
 dbTest("update: two stores (as two processes) on one key lose no increment", async () => {
-  await table("update_two_stores");
+  await freshTable("update_two_stores");
   const { store: a } = await open("update_two_stores");
   const { store: b } = await open("update_two_stores");
   try {
@@ -194,7 +185,7 @@ dbTest("update: two stores (as two processes) on one key lose no increment", asy
 dbTest(
   "update: giving up after maxAttempts lost races is determinate and writes nothing",
   async () => {
-    await table("update_give_up");
+    await freshTable("update_give_up");
     const stores = await Promise.all(Array.from({ length: 4 }, () => open("update_give_up")));
     let gaveUp = 0;
     try {
@@ -235,7 +226,7 @@ dbTest("update: four stores (as four processes) hammering one key all make progr
   // bench) one update gave up after 100 lost races before that; stores in
   // one process interleave more evenly, so this checks progress and
   // exactness, and the benchmark's error column checks starvation.
-  await table("update_fairness");
+  await freshTable("update_fairness");
   const stores = await Promise.all(Array.from({ length: 4 }, () => open("update_fairness")));
   const committed = [0, 0, 0, 0];
   let maxAttempts = 0;

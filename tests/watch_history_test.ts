@@ -7,12 +7,11 @@ import { assert, assertEquals } from "@std/assert";
 import { type Consensus, MemoryConsensus, PostgresConsensus } from "../mod.ts";
 import { fromNodePostgres, type NodePostgresPool } from "../src/adapters/node_postgres.ts";
 import { fromPostgresJs } from "../src/adapters/postgres_js.ts";
-import { dialectFor, quoteIdentifier } from "../src/dialect.ts";
 import { checkHistory } from "../torture/checker.ts";
 import type { Entry, Op, Outcome } from "../torture/history.ts";
 import { checkWatches, type WatchRecord } from "../torture/watch_checker.ts";
 import { runWatchRound } from "../torture/watch_round.ts";
-import { connect, DATABASE_URL, dbTest } from "./_db.ts";
+import { connect, DATABASE_URL, dbTest, freshTable } from "./_db.ts";
 
 let id = 0;
 function entry(op: Op, outcome: Outcome, call: number, ret: number, key = "k"): Entry {
@@ -197,9 +196,7 @@ dbTest(
   async () => {
     const table = "watch_round";
     const admin = connect({ max: 1 });
-    const ddl = dialectFor("postgres", quoteIdentifier(table, "table"));
-    await admin.unsafe(ddl.dropTable);
-    await admin.unsafe(ddl.createTable);
+    await freshTable(table);
     const open = (executor: Parameters<typeof PostgresConsensus.open>[0], notify: boolean) =>
       PostgresConsensus.open(executor, { table, notify, create: false });
     const writers: Consensus[] = await Promise.all(

@@ -18,8 +18,7 @@ import {
 import { fromNodePostgres, type NodePostgresPool } from "../src/adapters/node_postgres.ts";
 import { fromPglite } from "../src/adapters/pglite.ts";
 import { fromPostgresJs } from "../src/adapters/postgres_js.ts";
-import { dialectFor, quoteIdentifier } from "../src/dialect.ts";
-import { connect, DATABASE_URL, dbTest } from "./_db.ts";
+import { connect, DATABASE_URL, dbTest, freshTable } from "./_db.ts";
 
 const PgPool: new (config: Record<string, unknown>) => NodePostgresPool = pg.Pool;
 const encoder = new TextEncoder();
@@ -72,14 +71,6 @@ function openStore(table: string, options: OpenOptions = {}): Promise<PostgresCo
     create: false,
     onWarning: () => {},
   });
-}
-
-async function freshTable(table: string): Promise<void> {
-  const admin = connect({ max: 1 });
-  const ddl = dialectFor("postgres", quoteIdentifier(table, "table"));
-  await admin.unsafe(ddl.dropTable);
-  await admin.unsafe(ddl.createTable);
-  await admin.end();
 }
 
 // Backends of `app` whose last statement was a LISTEN: the listening

@@ -11,8 +11,8 @@
 import { assert, assertEquals, assertRejects, assertStringIncludes } from "@std/assert";
 import { ConsensusError, PostgresConsensus, type VersionedData } from "../mod.ts";
 import { fromPostgresJs } from "../src/adapters/postgres_js.ts";
-import { channelFor, dialectFor, quoteIdentifier } from "../src/dialect.ts";
-import { connect, dbTest } from "./_db.ts";
+import { channelFor, quoteIdentifier } from "../src/dialect.ts";
+import { connect, dbTest, freshTable } from "./_db.ts";
 import { installPark, type Park, PARKED_APP } from "./_park.ts";
 
 const LEVELS = ["read committed", "repeatable read", "serializable"] as const;
@@ -56,11 +56,7 @@ async function windowed(
   notify: boolean,
   fn: (w: Window) => Promise<void>,
 ) {
-  const admin = connect({ max: 1 });
-  const ddl = dialectFor("postgres", quoteIdentifier(table, "table"));
-  await admin.unsafe(ddl.dropTable);
-  await admin.unsafe(ddl.createTable);
-  await admin.end();
+  await freshTable(table);
   const park = await installPark(table);
   const slow = await open(table, mode, level, true, notify);
   const fast = await open(table, mode, level, false, notify);
@@ -320,11 +316,7 @@ for (const [mode, level, notify] of cases) {
 for (const level of ["read committed", "repeatable read"] as const) {
   dbTest(`window: the CockroachDB statements are refused at ${level}`, async () => {
     const table = `window_refused_${level.replace(" ", "_")}`;
-    const admin = connect({ max: 1 });
-    const ddl = dialectFor("postgres", quoteIdentifier(table, "table"));
-    await admin.unsafe(ddl.dropTable);
-    await admin.unsafe(ddl.createTable);
-    await admin.end();
+    await freshTable(table);
     const error = await assertRejects(
       () => open(table, "cockroach", level, false),
       ConsensusError,

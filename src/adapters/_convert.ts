@@ -57,7 +57,7 @@ function toBytes(value: unknown): Uint8Array | null {
 }
 
 /**
- * Converts array rows, in place, to the forms `statement.columns` names,
+ * Converts array rows, in place, to the forms `statement.columnTypes` names,
  * with the given converters. Every driver hands over fresh row arrays that
  * nothing else references, so no second array per row is allocated (a scan
  * of 1,000 versions converts 1,000 rows).
@@ -68,7 +68,7 @@ export function convertRowsWith(
   int8: (value: unknown) => bigint | null,
   bytea: (value: unknown) => Uint8Array | null,
 ): SqlValue[][] {
-  const columns = statement.columns;
+  const columns = statement.columnTypes;
   for (let c = 0; c < columns.length; c++) {
     const type = columns[c];
     if (type === "text") continue;

@@ -171,7 +171,7 @@ export function fromBunSql(sql: BunSql, options: FromBunSqlOptions = {}): SqlExe
       const detach = onAbort(signal, () => pending.cancel());
       try {
         const rows = await pending;
-        const converted = statement.columns.length === 0 ? [] : convertRows(rows, statement);
+        const converted = statement.columnTypes.length === 0 ? [] : convertRows(rows, statement);
         return { rows: converted, rowCount: rows.count ?? rows.length };
       } catch (error) {
         throw normalise(error);
@@ -179,10 +179,9 @@ export function fromBunSql(sql: BunSql, options: FromBunSqlOptions = {}): SqlExe
         detach();
       }
     },
-    async ddl(text: string): Promise<readonly (readonly unknown[])[]> {
+    async ddl(text: string): Promise<void> {
       try {
-        const rows = await sql.unsafe(text).values();
-        return Array.from(rows, (row) => Array.from(row));
+        await sql.unsafe(text).values();
       } catch (error) {
         throw normalise(error);
       }

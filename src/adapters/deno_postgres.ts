@@ -343,12 +343,14 @@ export function fromDenoPostgres(
         const result = params.length === 0
           ? await client.queryArray(statement.text)
           : await client.queryArray({ text: statement.text, args: params as unknown[] });
-        const rows = statement.columns.length === 0 ? [] : convertRows(result.rows, statement);
+        const rows = statement.columnTypes.length === 0 ? [] : convertRows(result.rows, statement);
         return { rows, rowCount: result.rowCount ?? result.rows.length };
       });
     },
-    ddl(text: string): Promise<readonly (readonly unknown[])[]> {
-      return withClient(pool, undefined, async (client) => (await client.queryArray(text)).rows);
+    ddl(text: string): Promise<void> {
+      return withClient(pool, undefined, async (client) => {
+        await client.queryArray(text);
+      });
     },
     async close(): Promise<void> {
       if (!owned || ended) return;

@@ -259,7 +259,7 @@ export function fromNodePostgres(
           values: params as unknown[],
           rowMode: "array",
         });
-        const rows = statement.columns.length === 0 ? [] : convertRows(result.rows, statement);
+        const rows = statement.columnTypes.length === 0 ? [] : convertRows(result.rows, statement);
         return { rows, rowCount: result.rowCount ?? result.rows.length };
       } catch (error) {
         const server = serverError(error);
@@ -270,7 +270,7 @@ export function fromNodePostgres(
         client.release(destroy);
       }
     },
-    async ddl(text: string): Promise<readonly (readonly unknown[])[]> {
+    async ddl(text: string): Promise<void> {
       let client: NodePostgresClient;
       try {
         client = await pool.connect();
@@ -279,8 +279,7 @@ export function fromNodePostgres(
       }
       let destroy = false;
       try {
-        const result = await client.query({ text, rowMode: "array" });
-        return Array.from(result.rows ?? [], (row) => Array.from(row));
+        await client.query({ text, rowMode: "array" });
       } catch (error) {
         const server = serverError(error);
         if (!server || server.fatal) destroy = true;

@@ -135,7 +135,7 @@ export function fromPglite(db: PgliteDatabase, options: FromPgliteOptions = {}):
       }
       try {
         const result = await db.query(statement.text, params as unknown[], { rowMode: "array" });
-        const rows = statement.columns.length === 0 ? [] : convertRows(result.rows, statement);
+        const rows = statement.columnTypes.length === 0 ? [] : convertRows(result.rows, statement);
         const rowCount = DML.has(result.command ?? "")
           ? result.affectedRows ?? 0
           : result.rows.length;
@@ -144,10 +144,9 @@ export function fromPglite(db: PgliteDatabase, options: FromPgliteOptions = {}):
         throw normalise(error);
       }
     },
-    async ddl(text: string): Promise<readonly (readonly unknown[])[]> {
+    async ddl(text: string): Promise<void> {
       try {
-        const result = await db.query(text, [], { rowMode: "array" });
-        return Array.from(result.rows, (row) => Array.from(row));
+        await db.query(text, [], { rowMode: "array" });
       } catch (error) {
         throw normalise(error);
       }

@@ -177,7 +177,7 @@ export function fromPostgresJs(
       const detach = onAbort(signal, () => pending.cancel());
       try {
         const rows = await pending;
-        const converted = statement.columns.length === 0 ? [] : convertRows(rows, statement);
+        const converted = statement.columnTypes.length === 0 ? [] : convertRows(rows, statement);
         return { rows: converted, rowCount: rows.count ?? rows.length };
       } catch (error) {
         throw normalise(error);
@@ -185,9 +185,9 @@ export function fromPostgresJs(
         detach();
       }
     },
-    async ddl(text: string): Promise<readonly (readonly unknown[])[]> {
+    async ddl(text: string): Promise<void> {
       try {
-        return await sql.unsafe(text).values();
+        await sql.unsafe(text).values();
       } catch (error) {
         throw normalise(error);
       }

@@ -27,15 +27,15 @@ const LOCATE: SqlStatement = {
   text: "SELECT n.nspname::text, c.relname::text FROM pg_catalog.pg_class c " +
     "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace " +
     "WHERE c.oid = to_regclass($1::text)",
-  params: ["text"],
-  columns: ["text", "text"],
+  paramTypes: ["text"],
+  columnTypes: ["text", "text"],
 };
 
 const SIZE: SqlStatement = {
   name: "persist_consensus_cli_size",
   text: "SELECT pg_total_relation_size(to_regclass($1::text))::int8",
-  params: ["text"],
-  columns: ["int8"],
+  paramTypes: ["text"],
+  columnTypes: ["int8"],
 };
 
 // One pass over the table. Markers sit at sequence_number -1 and are not
@@ -50,8 +50,8 @@ function counts(table: string): SqlStatement {
   return {
     name: `persist_consensus_cli_counts_${hash(text)}`,
     text,
-    params: [],
-    columns: ["int8", "int8", "int8"],
+    paramTypes: [],
+    columnTypes: ["int8", "int8", "int8"],
   };
 }
 

@@ -13,6 +13,17 @@
  * });
  * ```
  *
+ * @example Run it on a new adapter, through the SQL harness
+ * ```ts ignore
+ * import { openSeeded, runConformance } from "@persist/consensus/testing";
+ * import { fromMyDriver } from "./my_adapter.ts";
+ *
+ * runConformance(Deno.test, "my-driver", {
+ *   // Drops, creates and seeds the table through the adapter, then opens it.
+ *   open: (initial) => openSeeded(fromMyDriver(Deno.env.get("DATABASE_URL")!), { initial }),
+ * });
+ * ```
+ *
  * @module
  */
 export {
@@ -23,6 +34,18 @@ export {
 } from "./conformance.ts";
 export { raceOnOneKey, type RaceOptions, type RaceReport } from "./race.ts";
 export { ConformanceFailure } from "./_assert.ts";
+export {
+  createTable,
+  type CreateTableOptions,
+  dropAndRecreate,
+  dropTable,
+  openSeeded,
+  type OpenSeededOptions,
+  recreateTable,
+  type SeedOptions,
+  seedTable,
+  type TableOptions,
+} from "./harness.ts";
 export {
   type ScriptedCall,
   ScriptedExecutor,

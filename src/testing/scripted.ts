@@ -141,8 +141,8 @@ export class ScriptedExecutor implements SqlExecutor {
   }
 
   /** {@inheritDoc SqlExecutor.ddl} */
-  ddl(_text: string): Promise<readonly (readonly unknown[])[]> {
-    return Promise.resolve([]);
+  ddl(_text: string): Promise<void> {
+    return Promise.resolve();
   }
 
   /** {@inheritDoc SqlExecutor.close} */

@@ -4,8 +4,10 @@
 import { test } from "bun:test";
 import { SQL } from "bun";
 import postgres from "postgres";
-import type { VersionedData } from "../../mod.ts";
-import { dialectFor, quoteIdentifier } from "../../src/dialect.ts";
+import { fromPostgresJs } from "../../src/adapters/postgres_js.ts";
+import { recreateTable } from "../../src/testing/mod.ts";
+
+export { conformanceOptions, sessionFor, STATEMENT_SETS } from "../_sets.ts";
 
 export const DATABASE_URL: string | undefined = process.env.DATABASE_URL;
 
@@ -29,15 +31,6 @@ export function dbTest(name: string, fn: () => Promise<void>): void {
 }
 
 /**
- * The session settings a run of `mode`'s statements needs: the CockroachDB
- * statements are correct only at SERIALIZABLE, and open refuses them at any
- * other level; the Postgres statements run at the server's default.
- */
-export function sessionFor(mode: "postgres" | "cockroach"): Record<string, string> {
-  return mode === "cockroach" ? { default_transaction_isolation: "serializable" } : {};
-}
-
-/**
  * A Bun SQL pool on DATABASE_URL; `connection` holds startup parameters,
  * which Bun sends on every connection of the pool.
  */
@@ -50,43 +43,12 @@ export function porsager(max = 20, connection: Record<string, string> = {}): pos
   return postgres(DATABASE_URL!, { max, onnotice: () => {}, connection });
 }
 
-/**
- * Drops and creates `table` with the Postgres DDL and seeds it with raw SQL,
- * through a short-lived porsager connection.
- */
-export async function seedTable(
-  table: string,
-  initial?: ReadonlyMap<string, readonly VersionedData[]>,
-): Promise<void> {
-  const ddl = dialectFor("postgres", quoteIdentifier(table, "table"));
-  const sql = porsager(1);
+/** Drops and creates `table`, empty, through a short-lived porsager connection. */
+export async function freshTable(table: string): Promise<void> {
+  const executor = fromPostgresJs(porsager(1), { owned: true });
   try {
-    await sql.unsafe(ddl.dropTable);
-    await sql.unsafe(ddl.createTable);
-    for (const [key, versions] of initial ?? []) {
-      for (const { seqno, data } of versions) {
-        await sql`INSERT INTO ${sql(table)} (shard, sequence_number, data)
-                  VALUES (${key}, ${seqno}, ${data})`;
-      }
-    }
+    await recreateTable(executor, { table });
   } finally {
-    await sql.end();
+    await executor.close();
   }
 }
-
-/**
- * The statement sets every adapter's conformance run covers: the Postgres
- * statements bare and notifying (`notify: true`: pg_notify in the
- * compare-and-set, a different statement shape whose rowCount must read the
- * same), and the CockroachDB statements.
- */
-export const STATEMENT_SETS = [
-  { mode: "postgres", notify: false, label: "postgres statements", suffix: "postgres" },
-  {
-    mode: "postgres",
-    notify: true,
-    label: "postgres statements, notify",
-    suffix: "postgres_notify",
-  },
-  { mode: "cockroach", notify: false, label: "cockroach statements", suffix: "cockroach" },
-] as const;

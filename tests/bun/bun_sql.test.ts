@@ -4,37 +4,29 @@
 // that start at SERIALIZABLE, the only level open accepts those statements
 // at), and what is particular to this adapter.
 import { expect } from "bun:test";
-import { ConsensusError, PostgresConsensus, SqlError, type VersionedData } from "../../mod.ts";
+import { ConsensusError, PostgresConsensus, SqlError } from "../../mod.ts";
 import { fromBunSql } from "../../src/adapters/bun_sql.ts";
-import { runConformance } from "../../src/testing/mod.ts";
-import { bunSql, dbTest, seedTable, sessionFor, STATEMENT_SETS } from "./_db.ts";
+import { openSeeded, runConformance } from "../../src/testing/mod.ts";
+import { bunSql, conformanceOptions, dbTest, sessionFor, STATEMENT_SETS } from "./_db.ts";
 
 for (const { mode, notify, label, suffix } of STATEMENT_SETS) {
   const table = `conformance_bun_sql_${suffix}`;
   runConformance(dbTest, `bun-sql (${label})`, {
     writers: 8,
     raceUntil: 150n,
-    async open(initial?: ReadonlyMap<string, readonly VersionedData[]>) {
-      await seedTable(table, initial);
-      return await PostgresConsensus.open(
-        fromBunSql(bunSql(20, sessionFor(mode)), { owned: true }),
-        {
-          mode,
-          notify,
-          table,
-          create: false,
-          listKeysPageSize: 7,
-        },
-      );
-    },
+    open: (initial) =>
+      openSeeded(fromBunSql(bunSql(20, sessionFor(mode)), { owned: true }), {
+        ...conformanceOptions(mode, notify, table),
+        initial,
+      }),
   });
 }
 
 const statement = (name: string, text: string, columns: ("int8" | "bytea")[] = []) => ({
   name,
   text,
-  params: [] as const,
-  columns,
+  paramTypes: [] as const,
+  columnTypes: columns,
 });
 
 dbTest("bun-sql: server errors carry the SQLSTATE from errno", async () => {
@@ -140,8 +132,8 @@ dbTest("bun-sql: int8 beyond 2^53 and bytea views round-trip exactly", async () 
       const echo = {
         name: "bun_sql_test_echo",
         text: "SELECT $1::int8, $2::bytea, $3::int8, $4::int8",
-        params: ["int8", "bytea", "int8", "int8"],
-        columns: ["int8", "bytea", "int8", "int8"],
+        paramTypes: ["int8", "bytea", "int8", "int8"],
+        columnTypes: ["int8", "bytea", "int8", "int8"],
       } as const;
       const backing = new Uint8Array([9, 1, 2, 3, 9]);
       const { rows } = await executor.query(echo, [

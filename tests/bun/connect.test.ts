@@ -2,12 +2,13 @@
 import { expect, test } from "bun:test";
 import { ConsensusError } from "../../mod.ts";
 import { connect } from "../../src/runtime/bun.ts";
+import { dropAndRecreate } from "../../src/testing/mod.ts";
 import { DATABASE_URL, dbTest } from "./_db.ts";
 
 dbTest("bun connect: opens, creates its table, round-trips, closes its client", async () => {
   const store = await connect(DATABASE_URL!, { table: "bun_connect_test", max: 4 });
   try {
-    await store.dropAndRecreate();
+    await dropAndRecreate(store);
     expect(store.engine).toBe("postgres");
     const data = new Uint8Array([1, 2, 3]);
     expect(await store.compareAndSet("k", { seqno: 0n, data })).toBe("committed");

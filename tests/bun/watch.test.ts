@@ -6,7 +6,7 @@ import { expect } from "bun:test";
 import { PostgresConsensus, type VersionedData, watch } from "../../mod.ts";
 import { fromBunSql } from "../../src/adapters/bun_sql.ts";
 import { fromPostgresJs } from "../../src/adapters/postgres_js.ts";
-import { bunSql, dbTest, porsager, seedTable } from "./_db.ts";
+import { bunSql, dbTest, freshTable, porsager } from "./_db.ts";
 
 const bytes = (text: string) => new TextEncoder().encode(text);
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -84,7 +84,7 @@ dbTest(
   async () => {
     const table = "watch_bun_sql";
     const app = "watch_bun_sql";
-    await seedTable(table);
+    await freshTable(table);
     const writer = await writerStore(table);
     const store = await watcherStore(table, app);
     try {
@@ -111,7 +111,7 @@ dbTest(
 dbTest("bun-sql watch: a terminated listening connection loses no version", async () => {
   const table = "watch_bun_sql_terminated";
   const app = "watch_bun_sql_terminated";
-  await seedTable(table);
+  await freshTable(table);
   const writer = await writerStore(table);
   const store = await watcherStore(table, app);
   const admin = porsager(1);
@@ -146,7 +146,7 @@ dbTest("bun-sql watch: a terminated listening connection loses no version", asyn
 dbTest("bun-sql watch: close ends a waiting watcher and releases the LISTEN", async () => {
   const table = "watch_bun_sql_close";
   const app = "watch_bun_sql_close";
-  await seedTable(table);
+  await freshTable(table);
   const store = await watcherStore(table, app);
   const pending = watch(store, "k").next();
   await eventually(() => listening(app), (p) => p.length === 1);
