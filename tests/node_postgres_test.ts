@@ -14,7 +14,7 @@ import {
 } from "@std/assert";
 import { ConsensusError, PostgresConsensus, SqlError } from "../mod.ts";
 import { fromNodePostgres, type NodePostgresPool } from "../src/adapters/node_postgres.ts";
-import { openSeeded, runConformance } from "../src/testing/mod.ts";
+import { openSeeded, recreateTable, runConformance } from "../src/testing/mod.ts";
 import { conformanceOptions, DATABASE_URL, dbTest, STATEMENT_SETS } from "./_db.ts";
 
 // pg ships no types (they are in @types/pg, which would pull @types/node
@@ -206,7 +206,7 @@ dbTest(
     // client: the statement would run its 30 s.
     const table = "node_postgres_cancel_full_pool";
     const admin = pool({ max: 1 });
-    await seed(admin, table);
+    await recreateTable(fromNodePostgres(admin), { table, engine: "postgres" });
     await admin.query(`CREATE OR REPLACE FUNCTION node_postgres_sleepy() RETURNS trigger
       LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(30); RETURN NEW; END $$`);
     await admin.query(
@@ -268,8 +268,8 @@ dbTest(
       const sleep = {
         name: "node_postgres_test_sleep5_minimal",
         text: "SELECT 1::int8 FROM pg_sleep(5)",
-        params: [],
-        columns: ["int8"],
+        paramTypes: [],
+        columnTypes: ["int8"],
       } as const;
       const controller = new AbortController();
       const pending = executor.query(sleep, [], { signal: controller.signal });
