@@ -15,6 +15,7 @@ import type { SqlExecutor, SqlResult, SqlStatement, SqlValue } from "./executor.
 import { MAX_SEQNO } from "./limits.ts";
 import type { CasEntry, CasResult, Consensus, VersionedData } from "./types.ts";
 import { provideWakeSource, WakeHub } from "./_wake.ts";
+import { Batcher } from "./_batch.ts";
 
 /**
  * Options for {@linkcode PostgresConsensus.open}.
@@ -95,6 +96,17 @@ export interface PostgresConsensusOptions {
    */
   notify?: boolean;
   /**
+   * Whether head reads and compare-and-sets on different keys issued
+   * together (in the same few microtasks, no timer) go to the server as one
+   * statement per kind, at most 64 operations each, instead of one
+   * statement per operation. Each operation keeps its own result; a lone
+   * operation runs its single-key statement as it would without batching.
+   * See README.md, "Batching".
+   *
+   * @default {true}
+   */
+  batch?: boolean;
+  /**
    * Receives warnings that do not stop the store from working (for example,
    * CockroachDB tuning the role had no privilege for).
    *
@@ -153,6 +165,7 @@ interface Settings {
   pageSize: number;
   warn: (message: string) => void;
   target: string;
+  batch: boolean;
 }
 
 // How many keys' head lower bounds a store remembers (see #floors).
@@ -205,6 +218,9 @@ export class PostgresConsensus implements Consensus {
   readonly #headBatches = new Map<string, Promise<VersionedData | undefined>>();
   // The latest compare-and-set in flight per key (see compareAndSet).
   readonly #inflight = new Map<string, { seqno: bigint; run: Promise<SqlResult> }>();
+  // Cross-key batching of heads and compare-and-sets (src/_batch.ts), or
+  // undefined when the `batch` option is off.
+  readonly #batch: Batcher | undefined;
   #closed = false;
   // Operations invoked before close() and still running; close() waits for
   // them to end with their real results before it closes the executor.
@@ -220,6 +236,12 @@ export class PostgresConsensus implements Consensus {
     this.#pageSize = BigInt(settings.pageSize);
     this.#warn = settings.warn;
     this.#target = settings.target;
+    this.#batch = settings.batch
+      ? new Batcher(
+        dialect,
+        (op, key, statement, params, deadline) => this.#run(op, key, statement, params, deadline),
+      )
+      : undefined;
     const listen = dialect.channel === undefined ? undefined : executor.listen?.bind(executor);
     this.#watchers = new WakeHub(
       false,
@@ -334,6 +356,10 @@ export class PostgresConsensus implements Consensus {
         `Cannot open consensus: notify must be a boolean, got ${typeof notify}`,
       );
     }
+    const batch = options.batch ?? true;
+    if (typeof batch !== "boolean") {
+      throw new TypeError(`Cannot open consensus: batch must be a boolean, got ${typeof batch}`);
+    }
     const warn = options.onWarning ?? ((message: string) => host.console?.warn(message));
     const target = typeof executor.target === "string" ? redactSecrets(executor.target) : "";
     const settings: Settings = {
@@ -342,6 +368,7 @@ export class PostgresConsensus implements Consensus {
       pageSize,
       warn,
       target,
+      batch,
     };
 
     // A provisional store runs the setup statements with the same timeout,
@@ -534,7 +561,9 @@ export class PostgresConsensus implements Consensus {
     }
     const read = new Promise<void>((resolve) => host.queueMicrotask(resolve)).then(async () => {
       this.#headBatches.delete(key);
-      const { rows } = await this.#run("read head", key, this.#dialect.head, [key]);
+      const { rows } = this.#batch !== undefined
+        ? await this.#batch.head(key)
+        : await this.#run("read head", key, this.#dialect.head, [key]);
       const row = rows[0];
       // The floor follows this read even down: what the server just said
       // is a lower bound for the future (heads only grow), and a floor
@@ -576,7 +605,9 @@ export class PostgresConsensus implements Consensus {
     }
     const floor = this.#floors.get(key);
     if (floor !== undefined && next.seqno <= floor) return "mismatch";
-    const run = next.seqno === 0n
+    const run = this.#batch !== undefined
+      ? this.#batch.compareAndSet(key, next.seqno, next.data, deadline)
+      : next.seqno === 0n
       ? this.#run("compareAndSet", key, this.#dialect.casFirst, [key, next.data], deadline)
       : this.#run(
         "compareAndSet",

@@ -13,7 +13,19 @@ import { dialectFor, quoteIdentifier } from "../src/dialect.ts";
 import { runConformance } from "../src/testing/mod.ts";
 import { connect, dbTest, sessionFor, STATEMENT_SETS } from "./_db.ts";
 
-for (const { mode, notify, label, suffix } of STATEMENT_SETS) {
+// Cross-key batching is on by default; the Postgres statements run once
+// more with it off, so both paths pass the same suite.
+const SETS = [
+  ...STATEMENT_SETS.map((set) => ({ ...set, batch: true })),
+  {
+    ...STATEMENT_SETS[0],
+    label: "postgres statements, batch off",
+    suffix: "nobatch",
+    batch: false,
+  },
+];
+
+for (const { mode, notify, label, suffix, batch } of SETS) {
   const table = `conformance_postgres_js_${suffix}`;
   const postgresDdl = dialectFor("postgres", quoteIdentifier(table, "table"));
   runConformance(dbTest, `postgres-js (${label})`, {
@@ -32,6 +44,7 @@ for (const { mode, notify, label, suffix } of STATEMENT_SETS) {
       return await PostgresConsensus.open(fromPostgresJs(sql, { owned: true }), {
         mode,
         notify,
+        batch,
         table,
         create: false,
         listKeysPageSize: 7, // several pages in the listKeys case
