@@ -174,8 +174,9 @@ const MAX_FLOORS = 10_000;
 /**
  * {@linkcode Consensus} on Postgres or CockroachDB, through any
  * {@linkcode SqlExecutor}. Every operation is one prepared statement and one
- * round trip; the statements and the argument for their correctness are in
- * `src/dialect.ts`.
+ * round trip (operations on different keys issued together share one: the
+ * `batch` option); the statements and the argument for their correctness
+ * are in `src/dialect.ts`.
  *
  * @example Open on porsager's `postgres`
  * ```ts ignore
