@@ -69,9 +69,9 @@ export async function batching(options: BatchingOptions): Promise<BatchingRow[]>
     "## Cross-key batching (head, then CAS head + 1; each worker its own key; postgres-js on Deno)\n",
   );
   out(
-    "| workers | batch on CAS/s | batch off CAS/s | raw driver CAS/s | pgbench CAS/s | on / off | on / pgbench | off / raw | errors |",
+    "| workers | batch on CAS/s | batch off CAS/s | raw driver CAS/s | pgbench CAS/s | on / off | on / pgbench | off / raw | errors | on / off per round |",
   );
-  out("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+  out("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |");
   const rows: BatchingRow[] = [];
   for (const workers of options.workers) {
     const on: RunResult[] = [], off: RunResult[] = [], raw: RunResult[] = [], pgb: number[] = [];
@@ -132,7 +132,7 @@ export async function batching(options: BatchingOptions): Promise<BatchingRow[]>
         fmt(row.pgbench)
       } | ${ratio(row.batched, row.unbatched)} | ${ratio(row.batched, row.pgbench)} | ${
         ratio(row.unbatched, row.raw)
-      } | ${errors} |`,
+      } | ${errors} | ${on.map((r, i) => ratio(rate(r), rate(off[i]))).join(" ")} |`,
     );
   }
   out("");
