@@ -10,7 +10,7 @@
 // statements at SERIALIZABLE, as tests/window_test.ts does for the
 // single-key statements.
 import { assert, assertEquals } from "@std/assert";
-import { PostgresConsensus, type SqlExecutor, type VersionedData } from "../mod.ts";
+import { ConsensusError, PostgresConsensus, type SqlExecutor, type VersionedData } from "../mod.ts";
 import { fromPostgresJs } from "../src/adapters/postgres_js.ts";
 import { channelFor, dialectFor, quoteIdentifier } from "../src/dialect.ts";
 import { connect, dbTest } from "./_db.ts";
@@ -215,3 +215,50 @@ for (const [mode, level, notify] of cases) {
     );
   }
 }
+
+// A batch whose connection is lost mid-statement: every operation in it is
+// told "may have taken effect" (indeterminate), each naming its own key and
+// the shared statement, and none of them is reported committed or mismatched
+// by guess. Here the server rolled the statement back, which reads confirm.
+dbTest(
+  "window batch: a batch whose connection dies mid-statement fails every operation, indeterminate",
+  async () => {
+    const table = "wbatch_killed";
+    await windowed(
+      table,
+      "postgres",
+      "read committed",
+      false,
+      async ({ slow, fast, park, sent }) => {
+        assertEquals(await fast.compareAndSet("y", { seqno: 0n, data: bytes("Y0") }), "committed");
+        await park.arm({ op: "INSERT", seqno: 0n }, { op: "INSERT", seqno: 1n });
+        const parked = Promise.all([
+          slow.compareAndSet("x", { seqno: 0n, data: bytes("SLOW-X") }).catch((e) => e),
+          slow.compareAndSet("y", { seqno: 1n, data: bytes("SLOW-Y") }).catch((e) => e),
+        ]);
+        await park.parked();
+        const admin = connect({ max: 1 });
+        await admin.unsafe(
+          `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1`,
+          [PARKED_APP],
+        );
+        await admin.end();
+        const errors = await parked;
+        for (const [i, error] of errors.entries()) {
+          assert(error instanceof ConsensusError, `operation ${i} got ${error}`);
+          assertEquals(error.determinate, false);
+          const key = "xy"[i];
+          assert(
+            error.message.startsWith(`compareAndSet "${key}", sent in one statement with 1 other`),
+            error.message,
+          );
+          assert(error.message.includes("may have taken effect"), error.message);
+        }
+        assert(sent.includes("cas_batch"), `the slow store sent ${sent.join()}`);
+        // The statement never committed: neither write is there.
+        assertEquals(await fast.head("x"), undefined);
+        assertEquals(show(await fast.scan("y", 0n)), "0:Y0");
+      },
+    );
+  },
+);
