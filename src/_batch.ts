@@ -10,8 +10,9 @@
 // and then goes out on its single-key statement, as without batching.
 // Workers whose previous results arrived in one read from the socket issue
 // their next operations in the same turn, a few hops apart: they share a
-// statement. A batch holds at most MAX_BATCH operations; a larger window is
-// sent as several statements at once.
+// statement. A batch holds at most MAX_BATCH operations and BATCH_BYTES of
+// payload; a larger window is sent as several statements at once, and a
+// compare-and-set of more than ALONE_BYTES goes alone.
 //
 // Per operation:
 // - A batch of one runs the single-key statement, unchanged.
@@ -36,6 +37,13 @@ import type { SqlResult, SqlStatement, SqlValue } from "./executor.ts";
 
 /** Most operations in one batched statement. */
 export const MAX_BATCH = 64;
+// Payload bytes: a compare-and-set whose data is larger than ALONE_BYTES
+// goes alone on its single-key statement (its bytes travel as a binary
+// parameter there, not as hex inside JSON), and a batch carries at most
+// BATCH_BYTES of data (2 MiB of hex in its one parameter), so one batch
+// never nears Postgres' 1 GiB limit on a value or a JavaScript string's.
+const ALONE_BYTES = 64 * 1024;
+const BATCH_BYTES = 1024 * 1024;
 // Microtask hops without a new operation before a batch is sent, and the
 // most hops a batch stays open.
 const QUIET_HOPS = 2;
@@ -198,7 +206,26 @@ export class Batcher {
     }
   }
 
-  async #sendCas(ops: CasOp[]): Promise<void> {
+  #sendCas(ops: CasOp[]): void {
+    let chunk: CasOp[] = [];
+    let bytes = 0;
+    for (const op of ops) {
+      if (op.data.byteLength > ALONE_BYTES) {
+        this.#sendCasChunk([op]);
+        continue;
+      }
+      if (bytes + op.data.byteLength > BATCH_BYTES) {
+        this.#sendCasChunk(chunk);
+        chunk = [];
+        bytes = 0;
+      }
+      chunk.push(op);
+      bytes += op.data.byteLength;
+    }
+    if (chunk.length > 0) this.#sendCasChunk(chunk);
+  }
+
+  async #sendCasChunk(ops: CasOp[]): Promise<void> {
     if (ops.length === 1) {
       const [op] = ops;
       this.#single(op).then(op.resolve, op.reject);

@@ -75,6 +75,26 @@ Deno.test("core: compareAndSets on other keys in one turn go as one statement, e
   await store.close();
 });
 
+Deno.test("core: a compareAndSet of more than 64 KiB goes alone; the others still share one statement", async () => {
+  const executor = new ScriptedExecutor()
+    .on("cas_batch", (call) => {
+      const entries = JSON.parse(call.params[0] as string) as { k: string }[];
+      return { rows: [[JSON.stringify(entries.map((e) => e.k))]], rowCount: 1 };
+    })
+    .on("cas_next", () => inserted);
+  const store = await open(executor);
+  const results = await Promise.all([
+    store.compareAndSet("a", { seqno: 1n, data }),
+    store.compareAndSet("big", { seqno: 1n, data: new Uint8Array(64 * 1024 + 1) }),
+    store.compareAndSet("c", { seqno: 1n, data }),
+  ]);
+  assertEquals(results, ["committed", "committed", "committed"]);
+  assertEquals([executor.sent("cas_batch"), executor.sent("cas_next")], [1, 1]);
+  const alone = executor.calls.find((c) => c.op === "cas_next")!;
+  assertEquals(alone.params[0], "big");
+  await store.close();
+});
+
 Deno.test("core: a second compareAndSet on a key never shares the first's batch statement", async () => {
   const gate = deferred<void>();
   const executor = new ScriptedExecutor()
