@@ -461,7 +461,8 @@ const CAS_BATCH_INPUT = CAS_MANY_INPUT;
 // rows returned as the inserts go are sent before a later entry can still
 // fail the statement (40001, a cancel), and porsager 3.4.9 then misplaces
 // the next result's rows on that connection (seen: the next statement's
-// row at index 1 of an array with a hole at 0).
+// row at index 1 of an array with a hole at 0; fromPostgresJs repairs
+// that now, and one row keeps any other driver off that path).
 const CAS_BATCH_RESULT = (from: string) =>
   `SELECT coalesce(jsonb_agg(shard), '[]'::jsonb)::text FROM ${from}`;
 
