@@ -8,6 +8,7 @@
  *
  * Workloads: the same read-then-compare-and-set loops through Deno KV and
  * etcd when available, uncontended and contended compare-and-set (and under Bun),
+ * cross-key batching on against off (`bench/_batching.ts`),
  * two-key transfers with compareAndSetMany beside single-key
  * compare-and-set, scan, truncate and listKeys.
  *
@@ -26,6 +27,7 @@ import postgres from "postgres";
 import { PostgresConsensus } from "../mod.ts";
 import { fromPostgresJs } from "../src/adapters/postgres_js.ts";
 import { dialectFor } from "../src/dialect.ts";
+import { batching } from "./_batching.ts";
 import { contended, type ContendedMode } from "./_contended.ts";
 import {
   benchArgs,
@@ -136,6 +138,7 @@ const results: Record<string, unknown[]> = {
   transfers: [],
   reads: [],
   peers: [],
+  batching: [],
 };
 const target: Target = await postgresJsTarget(url, 20);
 
@@ -243,6 +246,16 @@ for (const payloadSize of quick ? [8] : [8, 1024]) {
   }
 }
 for (const t of targets.slice(1)) await t.close();
+
+// ---- Cross-key batching on against off (src/_batch.ts), same loop.
+results.batching = await batching({
+  url,
+  ms,
+  rounds: Math.max(2, rounds),
+  workers: quick ? [1, 16] : [1, 4, 16],
+  out,
+  progress,
+});
 
 // ---- The same workload under Bun (Bun.SQL and porsager), when bun is here.
 {

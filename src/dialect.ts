@@ -68,6 +68,17 @@ export interface Dialect {
    * appended, nothing left behind) when any entry's condition failed.
    */
   readonly casMany: SqlStatement;
+  /**
+   * ($1 keys as a JSON array of strings) -> (position from 1, seqno, data)
+   * of the head of each key that has one. Cross-key batching (src/_batch.ts).
+   */
+  readonly headBatch: SqlStatement;
+  /**
+   * ($1 entries as JSON [{k, s, d: hex}], distinct keys sorted) -> one row:
+   * the JSON array of the keys whose entry was appended; each entry commits
+   * or mismatches on its own. Cross-key batching (src/_batch.ts).
+   */
+  readonly casBatch: SqlStatement;
   /** ($1 shard, $2 from, $3 limit) -> (seqno, data) ascending. */
   readonly scan: SqlStatement;
   /**
@@ -419,6 +430,127 @@ const CAS_MANY_POSTGRES_NOTIFY = (t: string, channel: string) =>
   `notified AS (SELECT pg_notify('${channel}', sequence_number::text || ':' || shard) FROM ins) ` +
   `${CAS_MANY_ALL_OR_NOTHING} FROM (SELECT count(*) FROM notified) AS n`;
 
+// ---- Cross-key batching (src/_batch.ts). Operations on different keys
+// issued together go out as one statement; each keeps its own result and
+// its own argument, below. What the batch adds to the single-key arguments:
+// - One statement, one transaction, one snapshot for every entry. An entry
+//   is linearized inside its own call: the statement starts after every
+//   batched invocation (the batch is sent only once all were made) and ends
+//   before any of their responses.
+// - Keys in one batch are distinct (src/_batch.ts holds a second operation
+//   on a key back until the first one's statement has ended), so entries
+//   never race each other inside the statement; what one entry reads and
+//   writes is its own key's rows, and another entry's outcome cannot change
+//   its condition.
+// - A statement-level failure is one outcome for all entries: 40001/40P01
+//   rolled every entry back (the core retries the batch on a fresh snapshot,
+//   then, if that keeps failing, each operation on its own single-key
+//   statement); any other error is reported to every operation of the batch,
+//   as determinate or indeterminate as the error itself.
+
+// Head of each key in $1, on one snapshot: per key, exactly HEAD's
+// argument (the snapshot is taken after every batched invocation and
+// before any response, so a read never misses an acknowledged write).
+// `WITH ORDINALITY` numbers the keys so that the results are told apart
+// without comparing strings; a key with no version returns no row.
+// Both engines: a read needs no more than a snapshot, at any level.
+const HEAD_BATCH = (t: string) =>
+  `SELECT i.n, h.sequence_number, h.data FROM jsonb_array_elements_text($1::text::jsonb) ` +
+  `WITH ORDINALITY AS i(k, n) CROSS JOIN LATERAL (SELECT sequence_number, data FROM ${t} ` +
+  `WHERE shard = i.k AND sequence_number >= 0 ORDER BY sequence_number DESC LIMIT 1) h`;
+
+// The entries of a batch, unpacked from one JSON text parameter.
+const CAS_BATCH_INPUT = CAS_MANY_INPUT;
+
+// The result of a batched compare-and-set: ONE row, the JSON array of the
+// keys inserted, computed after every insert ran. Not one row per insert:
+// rows returned as the inserts go are sent before a later entry can still
+// fail the statement (40001, a cancel), and porsager 3.4.9 then misplaces
+// the next result's rows on that connection (seen: the next statement's
+// row at index 1 of an array with a hole at 0; fromPostgresJs repairs
+// that now, and one row keeps any other driver off that path).
+const CAS_BATCH_RESULT = (from: string) =>
+  `SELECT coalesce(jsonb_agg(shard), '[]'::jsonb)::text FROM ${from}`;
+
+// Postgres compare-and-set of several keys, each entry on its own, at every
+// isolation level. Per entry, the statement does exactly what the
+// single-key statement of its seqno does, and the entry is "committed" iff
+// its row is among the RETURNING rows:
+// - seqno > 0 (CAS_NEXT_POSTGRES): the key's head row is locked FOR KEY
+//   SHARE, and the version is inserted iff that head is seqno - 1, ON
+//   CONFLICT DO NOTHING. Every case of CAS_NEXT_POSTGRES's argument holds
+//   per key: a competing writer of the same seqno makes our insert do
+//   nothing (READ COMMITTED) or raise 40001 (REPEATABLE READ,
+//   SERIALIZABLE); a stale snapshot inserts nothing (the row exists); a
+//   truncate waits on our lock, or deleted the head first and our lock
+//   skips to rows below (deleted too, or not seqno - 1), or deadlocks
+//   (40P01). `sequence_number >= 0` keeps the marker out of the head,
+//   though it is never the head while a version exists (I3).
+// - seqno 0 (CAS_FIRST_POSTGRES): the key's marker is inserted ON CONFLICT
+//   DO NOTHING, per row, and version 0 is inserted only for keys whose
+//   marker landed and whose snapshot holds no version. A marker committed
+//   by a racing first write elsewhere makes this entry's marker insert
+//   nothing (READ COMMITTED: the other entries go on, this one is a
+//   mismatch, as in step 4 of CAS_FIRST_POSTGRES) or raises 40001
+//   (REPEATABLE READ, SERIALIZABLE), which rolls the whole batch back,
+//   every entry surely not done, to be retried: the unique conflict never
+//   aborts the other entries' writes into a commit. Two first writes in
+//   one batch are two distinct keys: two markers, two independent
+//   arguments. A marker that landed while the snapshot held a version
+//   (a mismatch) stays, harmless, as in CAS_FIRST_POSTGRES.
+// Committed (row returned): the entry's single-key argument says its
+// condition held until the commit, which is the batch's commit, inside the
+// call. Mismatch (no row): a moment inside the call, given by the same
+// argument, when the head was not seqno - 1. No entry's result depends on
+// another's: their rows, locks and markers are on different keys.
+// Keys are locked in input order, sorted: two batches lock shared keys in
+// the same order; a cycle with other writers is a deadlock (40P01), which
+// rolls this batch back to be retried.
+const CAS_BATCH_POSTGRES_CTES = (t: string, returning: string) =>
+  `WITH ${CAS_BATCH_INPUT}, ` +
+  `heads AS (SELECT i.k FROM input i CROSS JOIN LATERAL ` +
+  `(SELECT sequence_number FROM ${t} WHERE shard = i.k AND sequence_number >= 0 ` +
+  `ORDER BY sequence_number DESC LIMIT 1 FOR KEY SHARE) h ` +
+  `WHERE i.s > 0 AND h.sequence_number = i.s - 1), ` +
+  `markers AS (INSERT INTO ${t} (shard, sequence_number, data) ` +
+  `SELECT k, -1, ''::bytea FROM input WHERE s = 0 ON CONFLICT DO NOTHING RETURNING shard), ` +
+  `ins AS (INSERT INTO ${t} (shard, sequence_number, data) SELECT i.k, i.s, i.d FROM input i ` +
+  `WHERE (i.s > 0 AND i.k IN (SELECT k FROM heads)) OR (i.s = 0 ` +
+  `AND i.k IN (SELECT shard FROM markers) ` +
+  `AND NOT EXISTS (SELECT 1 FROM ${t} v WHERE v.shard = i.k AND v.sequence_number >= 0)) ` +
+  `ON CONFLICT DO NOTHING RETURNING ${returning})`;
+const CAS_BATCH_POSTGRES = (t: string) =>
+  `${CAS_BATCH_POSTGRES_CTES(t, "shard")} ${CAS_BATCH_RESULT("ins")}`;
+
+// Notifying batch (`notify: true`): the same CTEs, the inserted rows
+// returned with their seqno, one pg_notify per inserted row in a CTE that
+// the result reads in full (a CTE with a volatile function is materialised
+// and not inlined, so every row is notified): exactly the committed
+// entries notify, once each, and only if the statement commits (NOTIFY is
+// transactional). The argument above is unchanged: the reads, locks and
+// inserts are the same.
+const CAS_BATCH_POSTGRES_NOTIFY = (t: string, channel: string) =>
+  `${CAS_BATCH_POSTGRES_CTES(t, "shard, sequence_number")}, ` +
+  `notified AS (SELECT shard, pg_notify('${channel}', sequence_number::text || ':' || shard) ` +
+  `FROM ins) ${CAS_BATCH_RESULT("notified")}`;
+
+// CockroachDB compare-and-set of several keys, each entry on its own, at
+// SERIALIZABLE only: each entry's condition (no row at all for seqno 0, as
+// CAS_FIRST_COCKROACH; head = seqno - 1 for seqno > 0, as
+// CAS_NEXT_COCKROACH) is read and its row inserted in the one serializable
+// transaction of the statement, so every condition that let a row in still
+// holds at the commit; an entry whose condition read false was false in
+// the serializable state the commit is ordered at, which is inside every
+// batched call. A conflict on any key restarts the whole statement
+// (internally, or 40001 to the core): every entry surely not done. ON
+// CONFLICT DO NOTHING keeps a duplicate a mismatch, per row.
+const CAS_BATCH_COCKROACH = (t: string) =>
+  `WITH ${CAS_BATCH_INPUT}, ins AS (` +
+  `INSERT INTO ${t} (shard, sequence_number, data) SELECT i.k, i.s, i.d FROM input i WHERE ` +
+  `(i.s = 0 AND NOT EXISTS (SELECT 1 FROM ${t} WHERE shard = i.k)) OR (i.s > 0 AND ` +
+  `(SELECT sequence_number FROM ${t} WHERE shard = i.k ORDER BY sequence_number DESC LIMIT 1) ` +
+  `= i.s - 1) ON CONFLICT DO NOTHING RETURNING shard) ${CAS_BATCH_RESULT("ins")}`;
+
 const CREATE_POSTGRES = (t: string) =>
   `CREATE TABLE IF NOT EXISTS ${t} (shard text NOT NULL, sequence_number bigint NOT NULL, ` +
   `data bytea NOT NULL, PRIMARY KEY (shard, sequence_number))`;
@@ -464,6 +596,11 @@ export function dialectFor(engine: Engine, table: string, notify = false): Diale
     : notifying
     ? CAS_MANY_POSTGRES_NOTIFY(table, channel)
     : CAS_MANY_POSTGRES(table);
+  const casBatch = cockroach
+    ? CAS_BATCH_COCKROACH(table)
+    : notifying
+    ? CAS_BATCH_POSTGRES_NOTIFY(table, channel)
+    : CAS_BATCH_POSTGRES(table);
   return {
     engine,
     table,
@@ -476,6 +613,8 @@ export function dialectFor(engine: Engine, table: string, notify = false): Diale
     casFirst: statement("cas_first", casFirst, ["text", "bytea"], []),
     casNext: statement("cas_next", casNext, ["text", "int8", "bytea"], []),
     casMany: statement("cas_many", casMany, ["text", "int8"], ["int8"]),
+    headBatch: statement("head_batch", HEAD_BATCH(table), ["text"], ["int8", "int8", "bytea"]),
+    casBatch: statement("cas_batch", casBatch, ["text"], ["text"]),
     scan: statement("scan", SCAN(table), ["text", "int8", "int8"], ["int8", "bytea"]),
     scanPacked: cockroach ? undefined : statement(
       "scan_packed",

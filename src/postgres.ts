@@ -9,6 +9,7 @@ import type { SqlExecutor, SqlResult, SqlStatement, SqlValue } from "./executor.
 import { MAX_SEQNO } from "./limits.ts";
 import type { CasEntry, CasResult, Consensus, VersionedData } from "./types.ts";
 import { provideWakeSource, WakeHub } from "./_wake.ts";
+import { Batcher } from "./_batch.ts";
 
 /**
  * Options for {@linkcode PostgresConsensus.open}.
@@ -97,6 +98,17 @@ export interface PostgresConsensusOptions {
    */
   traceKeys?: boolean;
   /**
+   * Whether head reads and compare-and-sets on different keys issued
+   * together (in the same few microtasks, no timer) go to the server as one
+   * statement per kind, at most 64 operations each, instead of one
+   * statement per operation. Each operation keeps its own result; a lone
+   * operation runs its single-key statement as it would without batching.
+   * See README.md, "Batching".
+   *
+   * @default {true}
+   */
+  batch?: boolean;
+  /**
    * Receives warnings that do not stop the store from working (for example,
    * CockroachDB tuning the role had no privilege for).
    *
@@ -114,6 +126,7 @@ interface Settings {
   telemetry: Telemetry;
   pageSize: number;
   warn: (message: string) => void;
+  batch: boolean;
 }
 
 // How many keys' head lower bounds a store remembers (see #floors).
@@ -122,8 +135,9 @@ const MAX_FLOORS = 10_000;
 /**
  * {@linkcode Consensus} on Postgres or CockroachDB, through any
  * {@linkcode SqlExecutor}. Every operation is one prepared statement and one
- * round trip; the statements and the argument for their correctness are in
- * `src/dialect.ts`.
+ * round trip (operations on different keys issued together share one: the
+ * `batch` option); the statements and the argument for their correctness
+ * are in `src/dialect.ts`.
  *
  * @example Open on porsager's `postgres`
  * ```ts ignore
@@ -170,6 +184,9 @@ export class PostgresConsensus implements Consensus {
   >();
   // The latest compare-and-set in flight per key (see compareAndSet).
   readonly #inflight = new Map<string, { seqno: bigint; run: Promise<SqlResult> }>();
+  // Cross-key batching of heads and compare-and-sets (src/_batch.ts), or
+  // undefined when the `batch` option is off.
+  readonly #batch: Batcher | undefined;
   #closed = false;
   // Operations invoked before close() and still running; close() waits for
   // them to end with their real results before it closes the executor.
@@ -186,6 +203,14 @@ export class PostgresConsensus implements Consensus {
     this.#timeoutMs = settings.runner.timeoutMs;
     this.#pageSize = BigInt(settings.pageSize);
     this.#warn = settings.warn;
+    this.#batch = settings.batch
+      ? new Batcher(
+        dialect,
+        (op, key, statement, params, deadline, trace) =>
+          this.#run(op, key, statement, params, deadline, trace),
+        (kind, size) => this.#telemetry.batch(kind, size),
+      )
+      : undefined;
     const listen = dialect.channel === undefined ? undefined : executor.listen?.bind(executor);
     this.#watchers = new WakeHub(
       false,
@@ -309,6 +334,10 @@ export class PostgresConsensus implements Consensus {
         `Cannot open consensus: traceKeys must be a boolean, got ${typeof traceKeys}`,
       );
     }
+    const batch = options.batch ?? true;
+    if (typeof batch !== "boolean") {
+      throw new TypeError(`Cannot open consensus: batch must be a boolean, got ${typeof batch}`);
+    }
     const warn = options.onWarning ?? ((message: string) => host.console?.warn(message));
     const target = typeof executor.target === "string" ? redactSecrets(executor.target) : "";
     const runner = new StatementRunner(executor, timeoutMs, maxAttempts);
@@ -320,7 +349,14 @@ export class PostgresConsensus implements Consensus {
       notify,
     });
     const telemetry = new Telemetry(dialect.engine, dialect.table, traceKeys);
-    return new PostgresConsensus(executor, dialect, { runner, schema, telemetry, pageSize, warn });
+    return new PostgresConsensus(executor, dialect, {
+      runner,
+      schema,
+      telemetry,
+      pageSize,
+      warn,
+      batch,
+    });
   }
 
   /** The engine whose statements this store runs. */
@@ -357,15 +393,11 @@ export class PostgresConsensus implements Consensus {
     const entry = { size: 1, read: undefined as unknown as Promise<VersionedData | undefined> };
     entry.read = new Promise<void>((resolve) => host.queueMicrotask(resolve)).then(async () => {
       this.#headBatches.delete(key);
-      this.#telemetry.batch("head", entry.size);
-      const { rows } = await this.#run(
-        "read head",
-        key,
-        this.#dialect.head,
-        [key],
-        undefined,
-        trace,
-      );
+      // With cross-key batching the batcher records each statement's size.
+      if (this.#batch === undefined) this.#telemetry.batch("head", entry.size);
+      const { rows } = this.#batch !== undefined
+        ? await this.#batch.head(key, trace)
+        : await this.#run("read head", key, this.#dialect.head, [key], undefined, trace);
       const row = rows[0];
       // The floor follows this read even down: what the server just said
       // is a lower bound for the future (heads only grow), and a floor
@@ -413,7 +445,9 @@ export class PostgresConsensus implements Consensus {
     }
     const floor = this.#floors.get(key);
     if (floor !== undefined && next.seqno <= floor) return "mismatch";
-    const run = next.seqno === 0n
+    const run = this.#batch !== undefined
+      ? this.#batch.compareAndSet(key, next.seqno, next.data, deadline, trace)
+      : next.seqno === 0n
       ? this.#run("compareAndSet", key, this.#dialect.casFirst, [key, next.data], deadline, trace)
       : this.#run(
         "compareAndSet",

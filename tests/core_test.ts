@@ -29,9 +29,131 @@ Deno.test("core: head reads of one key in one turn share one statement; later tu
   reads[0]!.data[0] = 9;
   assertEquals(reads[1]!.data[0], 1);
   await store.head("k");
-  await Promise.all([store.head("a"), store.head("b")]);
-  assertEquals(executor.sent("head"), 4, "a later turn, and other keys, send their own");
+  assertEquals(executor.sent("head"), 2, "a later turn sends again");
   await store.close();
+});
+
+Deno.test("core: heads of other keys in one turn go as one statement (batch: true), or one each (batch: false)", async () => {
+  const executor = new ScriptedExecutor()
+    .on("head", () => row(3n))
+    .on("head_batch", (call) => {
+      const keys = JSON.parse(call.params[0] as string) as string[];
+      // "b" has no version: no row for it.
+      return {
+        rows: keys.flatMap((k, i) => k === "b" ? [] : [[BigInt(i + 1), BigInt(k.length), data]]),
+        rowCount: 2,
+      };
+    });
+  const store = await open(executor);
+  const reads = await Promise.all([store.head("a"), store.head("b"), store.head("ccc")]);
+  assertEquals(reads.map((r) => r?.seqno), [1n, undefined, 3n]);
+  assertEquals([executor.sent("head_batch"), executor.sent("head")], [1, 0]);
+  await store.close();
+  const unbatched = new ScriptedExecutor().on("head", () => row(3n));
+  const plain = await open(unbatched, { batch: false });
+  await Promise.all([plain.head("a"), plain.head("b")]);
+  assertEquals(unbatched.sent("head"), 2);
+  await plain.close();
+});
+
+Deno.test("core: compareAndSets on other keys in one turn go as one statement, each with its own result", async () => {
+  const executor = new ScriptedExecutor().on("cas_batch", (call) => {
+    const entries = JSON.parse(call.params[0] as string) as { k: string; s: string }[];
+    assertEquals(entries.map((e) => e.k), ["a", "b", "c"], "sorted, distinct");
+    // "b" lost its race: only a and c come back.
+    return { rows: [['["a","c"]']], rowCount: 1 };
+  });
+  const store = await open(executor);
+  const results = await Promise.all([
+    store.compareAndSet("c", { seqno: 4n, data }),
+    store.compareAndSet("a", { seqno: 0n, data }),
+    store.compareAndSet("b", { seqno: 2n, data }),
+  ]);
+  assertEquals(results, ["committed", "committed", "mismatch"]);
+  assertEquals(executor.sent("cas_batch"), 1);
+  assertEquals(executor.sent("cas_next") + executor.sent("cas_first"), 0);
+  await store.close();
+});
+
+Deno.test("core: a compareAndSet of more than 64 KiB goes alone; the others still share one statement", async () => {
+  const executor = new ScriptedExecutor()
+    .on("cas_batch", (call) => {
+      const entries = JSON.parse(call.params[0] as string) as { k: string }[];
+      return { rows: [[JSON.stringify(entries.map((e) => e.k))]], rowCount: 1 };
+    })
+    .on("cas_next", () => inserted);
+  const store = await open(executor);
+  const results = await Promise.all([
+    store.compareAndSet("a", { seqno: 1n, data }),
+    store.compareAndSet("big", { seqno: 1n, data: new Uint8Array(64 * 1024 + 1) }),
+    store.compareAndSet("c", { seqno: 1n, data }),
+  ]);
+  assertEquals(results, ["committed", "committed", "committed"]);
+  assertEquals([executor.sent("cas_batch"), executor.sent("cas_next")], [1, 1]);
+  const alone = executor.calls.find((c) => c.op === "cas_next")!;
+  assertEquals(alone.params[0], "big");
+  await store.close();
+});
+
+Deno.test("core: a second compareAndSet on a key never shares the first's batch statement", async () => {
+  const gate = deferred<void>();
+  const executor = new ScriptedExecutor()
+    .on("cas_batch", async (call) => {
+      await gate.promise;
+      const entries = JSON.parse(call.params[0] as string) as { k: string }[];
+      return { rows: [[JSON.stringify(entries.map((e) => e.k))]], rowCount: 1 };
+    })
+    .on("cas_next", () => inserted);
+  const store = await open(executor);
+  const all = Promise.all([
+    store.compareAndSet("a", { seqno: 1n, data }),
+    store.compareAndSet("b", { seqno: 1n, data }),
+    store.compareAndSet("a", { seqno: 2n, data }),
+  ]);
+  await new Promise((resolve) => setTimeout(resolve, 5));
+  assertEquals(executor.sent("cas_batch"), 1);
+  assertEquals(executor.sent("cas_next"), 0, "a's second waits for the first");
+  gate.resolve();
+  assertEquals(await all, ["committed", "committed", "committed"]);
+  assertEquals(executor.sent("cas_next"), 1, "then runs alone");
+  const keys = executor.calls.filter((c) => c.op === "cas_batch")
+    .map((c) => (JSON.parse(c.params[0] as string) as { k: string }[]).map((e) => e.k).join());
+  assertEquals(keys, ["a,b"]);
+  await store.close();
+});
+
+Deno.test("core: a batch that keeps failing to serialize runs each compareAndSet alone; a lost connection fails each, indeterminate", async () => {
+  const executor = new ScriptedExecutor()
+    .on("cas_batch", () => {
+      throw new SqlError("could not serialize access", { code: "40001" });
+    })
+    .on("cas_next", (call) => call.params[0] === "a" ? inserted : nothing);
+  const store = await open(executor, { maxAttempts: 2 });
+  const results = await Promise.all([
+    store.compareAndSet("a", { seqno: 1n, data }),
+    store.compareAndSet("b", { seqno: 1n, data }),
+  ]);
+  assertEquals(results, ["committed", "mismatch"]);
+  assertEquals([executor.sent("cas_batch"), executor.sent("cas_next")], [2, 2]);
+  await store.close();
+
+  const lost = new ScriptedExecutor().on("cas_batch", () => {
+    throw new SqlError("connection lost", { connectionLost: true });
+  });
+  const broken = await open(lost);
+  const errors = await Promise.all([
+    broken.compareAndSet("a", { seqno: 1n, data }).catch((e) => e),
+    broken.compareAndSet("b", { seqno: 1n, data }).catch((e) => e),
+  ]);
+  for (const [i, error] of errors.entries()) {
+    assertInstanceOf(error, ConsensusError);
+    assertEquals(error.determinate, false);
+    assert(
+      error.message.startsWith(`compareAndSet "${"ab"[i]}", sent in one statement with 1 other`),
+    );
+    assert(error.message.includes("may have taken effect"), error.message);
+  }
+  await broken.close();
 });
 
 Deno.test("core: a compareAndSet queued behind the same seqno in flight loses without a round trip", async () => {

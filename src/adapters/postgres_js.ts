@@ -176,9 +176,19 @@ export function fromPostgresJs(
       const signal = cancellable ? queryOptions?.signal : undefined;
       const detach = onAbort(signal, () => pending.cancel());
       try {
-        const rows = await pending;
+        const received = await pending;
+        let rows: ArrayLike<readonly unknown[]> = received;
+        // porsager 3.4.9 counts rows per connection and resets the count at
+        // CommandComplete, not at an error: after a statement that sent rows
+        // and then failed (a 40001 mid-result, a cancel), the next result on
+        // that connection has its rows at indexes shifted up by that many,
+        // behind a prefix of holes. Its rows are right, only misplaced:
+        // dropping the holes puts them back.
+        if (received.length > 0 && received[0] === undefined) {
+          rows = received.filter((row) => row !== undefined);
+        }
         const converted = statement.columnTypes.length === 0 ? [] : convertRows(rows, statement);
-        return { rows: converted, rowCount: rows.count ?? rows.length };
+        return { rows: converted, rowCount: received.count ?? rows.length };
       } catch (error) {
         throw normalise(error);
       } finally {

@@ -410,6 +410,41 @@ export const conformanceCases: readonly ConformanceCase[] = [
       }),
   },
   {
+    name: "operations on many keys at once each keep their own result",
+    run: (h) =>
+      withStore(h, async (store) => {
+        // Issued together, so a store that batches across keys sends them
+        // in shared statements: every result must still be its own.
+        const keys = Array.from({ length: 24 }, (_, i) => `many-${i}`);
+        for (const key of keys.slice(12)) await writeChain(store, key, 2);
+        const firsts = await Promise.all(
+          keys.map((key, i) => store.compareAndSet(key, v(i < 12 && i % 3 !== 2 ? 0n : 5n, "x"))),
+        );
+        assertEquals(
+          firsts,
+          keys.map((_, i) => i < 12 && i % 3 !== 2 ? "committed" : "mismatch"),
+          "first writes commit; writes at a wrong seqno mismatch, each on its own",
+        );
+        // Three racers per key for the same next seqno: one winner per key.
+        const written = keys.filter((_, i) => i < 12 ? i % 3 !== 2 : true);
+        const next = await Promise.all(
+          written.flatMap((key, i) => {
+            const seqno = i < 8 ? 1n : 2n;
+            return [0, 1, 2].map((r) => store.compareAndSet(key, v(seqno, `${key}/${r}`)));
+          }),
+        );
+        for (let i = 0; i < written.length; i++) {
+          const won = next.slice(i * 3, i * 3 + 3).filter((r) => r === "committed").length;
+          assertEquals(won, 1, `one winner on ${written[i]}`);
+        }
+        const heads = await Promise.all(keys.map((key) => store.head(key)));
+        for (const [i, key] of keys.entries()) {
+          const expected = i < 12 ? (i % 3 !== 2 ? 1n : undefined) : 2n;
+          assertEquals(heads[i]?.seqno, expected, `head of ${key}`);
+        }
+      }),
+  },
+  {
     name: "a 10 KiB payload and an empty payload round-trip exactly",
     run: (h) =>
       withStore(h, async (store) => {
