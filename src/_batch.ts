@@ -73,6 +73,9 @@ interface HeadOp extends Waiter {
   // The operation's span: a statement run for this operation alone counts
   // its retries there; a shared statement's retries belong to no one span.
   trace?: OperationTrace;
+  // How many head() calls of the store this read serves (the store already
+  // folds reads of one key in one turn into one), for the size telemetry.
+  weight: number;
 }
 
 interface CasOp extends Waiter {
@@ -141,8 +144,10 @@ export class Batcher {
   }
 
   /** The head of `key`, as the single-key `head` statement's result. */
-  head(key: string, trace?: OperationTrace): Promise<SqlResult> {
-    return new Promise((resolve, reject) => this.#heads.add({ key, trace, resolve, reject }));
+  head(key: string, trace?: OperationTrace, weight = 1): Promise<SqlResult> {
+    return new Promise((resolve, reject) =>
+      this.#heads.add({ key, trace, weight, resolve, reject })
+    );
   }
 
   /** Compare-and-set of `key`, as the single-key statement's result (rowCount 1 iff committed). */
@@ -192,7 +197,9 @@ export class Batcher {
     const positions = new Map<string, number>();
     for (const op of ops) if (!positions.has(op.key)) positions.set(op.key, positions.size + 1);
     const found = new Map<number, readonly SqlValue[]>();
-    this.#sizes("head", positions.size);
+    let served = 0;
+    for (const op of ops) served += op.weight;
+    this.#sizes("head", served);
     try {
       if (positions.size === 1) {
         const { rows } = await this.#run(
@@ -255,12 +262,14 @@ export class Batcher {
   }
 
   async #sendCasChunk(ops: CasOp[]): Promise<void> {
-    this.#sizes("compareAndSet", ops.length);
     if (ops.length === 1) {
       const [op] = ops;
       this.#single(op).then(op.resolve, op.reject);
       return;
     }
+    // Recorded for shared statements only: a lone compare-and-set runs the
+    // single-key statement, as without batching, which records nothing.
+    this.#sizes("compareAndSet", ops.length);
     // Sorted, so that batches lock shared keys in one order.
     ops.sort((a, b) => a.key < b.key ? -1 : a.key > b.key ? 1 : 0);
     const json = JSON.stringify(

@@ -393,10 +393,11 @@ export class PostgresConsensus implements Consensus {
     const entry = { size: 1, read: undefined as unknown as Promise<VersionedData | undefined> };
     entry.read = new Promise<void>((resolve) => host.queueMicrotask(resolve)).then(async () => {
       this.#headBatches.delete(key);
-      // With cross-key batching the batcher records each statement's size.
+      // With cross-key batching the batcher records each statement's size
+      // (the reads it served, over every key in it).
       if (this.#batch === undefined) this.#telemetry.batch("head", entry.size);
       const { rows } = this.#batch !== undefined
-        ? await this.#batch.head(key, trace)
+        ? await this.#batch.head(key, trace, entry.size)
         : await this.#run("read head", key, this.#dialect.head, [key], undefined, trace);
       const row = rows[0];
       // The floor follows this read even down: what the server just said
