@@ -12,6 +12,18 @@ import postgres from "postgres";
 import { PostgresConsensus, redactSecrets, type VersionedData } from "../mod.ts";
 import { fromPostgresJs } from "../src/adapters/postgres_js.ts";
 import { dropAndRecreate } from "../src/testing/mod.ts";
+import { helpAndExit } from "../tools/_usage.ts";
+
+helpAndExit(`Usage: deno task demo
+
+Several concurrent writers advance shared counters through compare-and-set
+on a real Postgres (DATABASE_URL, or a throwaway server the task starts),
+then the demo checks that no update was lost and prints a summary.
+
+Environment: DEMO_WRITERS (default 8), DEMO_KEYS (4), DEMO_SECONDS (3).
+
+  -h, --help   print this and exit
+`);
 
 const url = Deno.env.get("DATABASE_URL");
 if (!url) {

@@ -10,6 +10,17 @@
  */
 import { importMapArgs } from "./_jsr.ts";
 import { checkLayering, formatViolation } from "./_layering.ts";
+import { helpAndExit } from "./_usage.ts";
+
+helpAndExit(`Usage: deno task check
+
+Checks the layering (the core imports no adapter or runtime entry point,
+adapters import no other adapter), then type-checks every file, and the core,
+the adapters and the conformance suite once more against a plain ES library
+with no runtime's types. Exits 1 on any problem.
+
+  -h, --help   print this and exit
+`);
 
 const violations = await checkLayering(".");
 for (const violation of violations) console.error(`[check] ${formatViolation(violation)}`);

@@ -24,6 +24,21 @@ import { importMapArgs } from "./_jsr.ts";
 import { startThrowawayPostgres } from "./postgres_server.ts";
 import { runChild, startRun } from "./_run.ts";
 import { exit } from "./_interrupt.ts";
+import { helpAndExit } from "./_usage.ts";
+
+helpAndExit(`Usage: deno task test [deno test flags...]
+
+Runs every test suite against a real Postgres: the Deno tests (unit,
+conformance on every adapter, window tests, the short torture rounds), the
+JSDoc examples, then the Bun suite (tests/bun) when bun is on the PATH; ends
+with one "N passed, N failed" line and exits 1 if anything failed.
+
+Uses DATABASE_URL when set, else starts a throwaway Postgres (installed, or
+from npm) and removes it afterwards. Extra arguments go to \`deno test\` for
+the Deno tests, e.g. \`deno task test --filter watch\`.
+
+  -h, --help   print this and exit
+`);
 
 const extra = Deno.args;
 

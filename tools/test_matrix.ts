@@ -21,6 +21,18 @@ import { SUPPORTED_MAJORS } from "./_embedded_postgres.ts";
 import { startThrowawayPostgres } from "./postgres_server.ts";
 import { runChild, startRun } from "./_run.ts";
 import { exit } from "./_interrupt.ts";
+import { helpAndExit } from "./_usage.ts";
+
+helpAndExit(`Usage: deno task test:matrix [major...]
+
+Runs the conformance suite through porsager (both statement sets), the window
+tests at every isolation level and the short fresh-key storm against each
+Postgres major given (default: 14 15 16 17 18), each on a throwaway server
+from the pinned npm binaries; prints a line per major and one
+"N passed, N failed" line; exits 1 if anything failed or did not run.
+
+  -h, --help   print this and exit
+`);
 
 const majors = Deno.args.length > 0 ? Deno.args.map(Number) : [...SUPPORTED_MAJORS];
 for (const major of majors) {
