@@ -7,18 +7,15 @@
  * deno-postgres 0.19 writes each message of the extended query protocol
  * (Parse, Bind, Describe, Execute, Sync) as its own socket write, and Deno
  * leaves Nagle's algorithm on for `Deno.connect`. Over TCP on Linux every
- * parameterised statement therefore waits for the server's delayed ACK:
- * measured on Deno 2.9.6 against a local Postgres 15, 44 ms per statement
- * over TCP against 0.4 ms over a Unix socket, which caps a store at about 23
- * operations per second per connection. The driver offers no hook into its
+ * parameterised statement therefore waits for the server's delayed ACK
+ * (tens of milliseconds per statement; measured in BENCHMARKS.md,
+ * "deno-postgres over TCP"). The driver offers no hook into its
  * sockets, so this package ships the fix in the Deno runtime entry:
  * `enableTcpNoDelay()` from `@persist/consensus/deno` makes `Deno.connect`
  * set TCP_NODELAY on the TCP connections it opens (to the hostnames and
- * ports given, or all), as Go and Node's HTTP client do by default: 0.4 ms
- * per statement over TCP. With `coalesce: true` it also sends each
- * statement's messages as one write and reads replies ahead, which cuts the
- * client's CPU per compare-and-set by about a third (see that module for
- * the measurements). Call it once, before the pool connects. A server on
+ * ports given, or all), as Go and Node's HTTP client do by default. With
+ * `coalesce: true` it also sends each statement's messages as one write and
+ * reads replies ahead, which saves client CPU. Call it once, before the pool connects. A server on
  * the same host can instead be reached over its Unix socket
  * (`host_type: "socket"`), which needs no fix for the delayed ACK. This
  * adapter stays runtime-neutral and does neither by itself.

@@ -9,7 +9,7 @@
  * driver sets TCP_NODELAY itself, in any release; pin the version if you use
  * it. The coalescing wrapper is `CoalescingConn` in `./_coalescing.ts`.
  *
- * ## Why deno-postgres needs help over TCP, and what was measured
+ * ## Why deno-postgres needs help over TCP
  *
  * deno-postgres 0.19 offers no hook into its sockets. It writes each message
  * of a parameterised statement (Parse, Bind, Describe, Execute, Sync) as its
@@ -18,26 +18,14 @@
  * fixes that from the outside, for the connections it is told about:
  *
  * - TCP_NODELAY (always): without it each statement waits for the server's
- *   delayed ACK, 44 ms per statement over TCP on Linux against 0.4 ms with
- *   it (Deno 2.9.6, deno-postgres 0.19.5, local Postgres 15).
+ *   delayed ACK.
  * - `coalesce: true` (opt-in): writes are gathered in memory and sent as one
  *   write when the connection next reads (or on the next macrotask, on
  *   close, or past 64 KiB), and reads are served from 64 KiB read-ahead
- *   chunks. A statement then costs one socket write and usually one read
- *   instead of about 17 socket operations (counted: 2 writes and 2 reads per
- *   head + compareAndSet pair).
+ *   chunks. A statement then costs one socket write and usually one read.
  *
- * Measured with `bench/adapters_tcp.ts` (16 workers, each running head +
- * compareAndSet on its own key over loopback TCP, variants in mirrored
- * order in one process) on a noisy 2-core machine at load average 2 to 6,
- * six runs: deno-postgres ran at 0.36 to 0.61 of porsager's `postgres`
- * throughput with TCP_NODELAY alone and at 0.47 to 0.83 (median 0.72) with
- * coalescing as well, at or above 0.50 in five runs of six, and above
- * TCP_NODELAY alone in every run. Coalescing cut the client's CPU time per
- * compare-and-set by 24 to 45 % (to 226-354 µs, against 167-246 µs for
- * porsager). What remains is the driver's own work per statement (it
- * prepares every statement again and parses replies in JavaScript), and the
- * write system call, which porsager pays too.
+ * What each costs and saves, measured: BENCHMARKS.md, "deno-postgres over
+ * TCP".
  *
  * @module
  */
