@@ -43,6 +43,7 @@
  * @module
  */
 import type { Entry, Version } from "./history.ts";
+import { checkGlobalOrder, type KeyOrder, type OrderedOp } from "./global_order.ts";
 import { isProjected, type ManyStats, planMany } from "./multi_key.ts";
 
 /** Bounds on the search. */
@@ -104,11 +105,22 @@ export function checkHistory(entries: readonly Entry[], options: CheckOptions = 
   for (const entry of entries) if (entry.op.kind !== "casMany") file(entry.key, entry);
   for (const [key, parts] of plan.projected) for (const part of parts) file(key, part);
   const keys: KeyVerdict[] = [];
+  // Each key's linearization, for the check of one order over all keys;
+  // only needed when some operation spans keys (otherwise P-compositionality
+  // is the whole proof).
+  const orders: KeyOrder[] | undefined = plan.projected.size > 0 ? [] : undefined;
   for (const [key, list] of byKey) {
-    let verdict = checkKey(key, list, options, deadline, plan.mustCommit);
+    let verdict = checkKey(key, list, options, deadline, plan.mustCommit, orders);
     if (verdict.status === "violation" && !options.exact && verdict.searched <= 4_000) {
       // Rule out a hash collision before calling it a violation.
-      const exact = checkKey(key, list, { ...options, exact: true }, Infinity, plan.mustCommit);
+      const exact = checkKey(
+        key,
+        list,
+        { ...options, exact: true },
+        Infinity,
+        plan.mustCommit,
+        orders,
+      );
       if (exact.status !== "violation") verdict = exact;
     }
     keys.push(verdict);
@@ -124,6 +136,9 @@ export function checkHistory(entries: readonly Entry[], options: CheckOptions = 
       reason: violation.reason,
       witness: violation.witness,
     });
+  }
+  if (orders !== undefined && keys.every((k) => k.status === "ok")) {
+    keys.push(checkGlobalOrder(orders, entries.length));
   }
   const status = keys.some((k) => k.status === "violation")
     ? "violation"
@@ -270,6 +285,7 @@ function checkKey(
   options: CheckOptions,
   deadline: number,
   forced: ReadonlySet<Entry> = new Set(),
+  orders?: KeyOrder[],
 ): KeyVerdict {
   const ops = entries.length;
   const violation = (reason: string, witness: Entry[]): KeyVerdict => ({
@@ -433,7 +449,65 @@ function checkKey(
     }
   }
 
-  return search(key, ops, prepared, options, deadline);
+  if (orders === undefined) return search(key, ops, prepared, options, deadline);
+  const out: { order?: Placed[]; final?: State } = {};
+  const verdict = search(key, ops, prepared, options, deadline, out);
+  if (out.order !== undefined) orders.push(keyOrder(key, out.order, out.final!));
+  return verdict;
+}
+
+// How far a pure operation's range of segments is widened each way (see
+// keyOrder): a bound keeps the work linear; a narrower range is only a
+// stronger constraint, so the bound costs completeness, never soundness.
+const WIDEN = 64;
+
+// The key's linearization as torture/global_order.ts needs it: the
+// operations that changed the state, in order (segment j lies after the
+// j-th of them), and for every other operation the range of segments in
+// which it is still legal, widened from where the search put it.
+function keyOrder(key: string, order: readonly Placed[], final: State): KeyOrder {
+  const states: State[] = [EMPTY];
+  const ops: OrderedOp[] = [];
+  const pure: { at: number; op: Prepared }[] = [];
+  for (let i = 0; i < order.length; i++) {
+    const { op, before } = order[i];
+    const after = i + 1 < order.length ? order[i + 1].before : final;
+    const entry = isProjected(op.entry) ? op.entry.part : op.entry;
+    if (after !== before) {
+      states.push(after);
+      ops.push({
+        entry,
+        lo: states.length - 1,
+        hi: states.length - 1,
+        changes: true,
+        write: op.kind === CAS && op.expect === OK && op.entry.outcome.type === "ok"
+          ? op.seqno
+          : undefined,
+      });
+    } else {
+      pure.push({ at: ops.length, op });
+      ops.push({ entry, lo: states.length - 1, hi: states.length - 1, changes: false });
+    }
+  }
+  const last = states.length - 1;
+  for (const { at, op } of pure) {
+    const placed = ops[at];
+    if (op.kind === CAS && op.expect === UNKNOWN) {
+      // An unknown write that took no effect fits anywhere after its call.
+      ops[at] = { ...placed, lo: 0, hi: last };
+      continue;
+    }
+    let lo = placed.lo, hi = placed.hi;
+    while (lo > 0 && placed.lo - lo < WIDEN && step(states[lo - 1], op) !== null) lo--;
+    while (hi < last && hi - placed.hi < WIDEN && step(states[hi + 1], op) !== null) hi++;
+    const read = op.kind === HEAD
+      ? { top: op.readSeqno, whole: true }
+      : op.kind === SCAN && op.versions.length > 0
+      ? { top: op.versions.at(-1)!.seqno, whole: op.versions.length < op.limit }
+      : undefined;
+    ops[at] = { ...placed, lo, hi, read };
+  }
+  return { key, ops, segments: states.length };
 }
 
 interface Node {
@@ -444,12 +518,19 @@ interface Node {
   next: Node | null;
 }
 
+/** What a successful search placed, in order, and the state before each. */
+interface Placed {
+  readonly op: Prepared;
+  readonly before: State;
+}
+
 function search(
   key: string,
   ops: number,
   prepared: readonly Prepared[],
   options: CheckOptions,
   deadline: number,
+  out?: { order?: Placed[]; final?: State },
 ): KeyVerdict {
   const n = prepared.length;
   const maxSteps = options.maxSteps ?? 20_000_000;
@@ -653,6 +734,10 @@ function search(
       if (back === null) return notLinearizable();
       resume(back);
     }
+  }
+  if (out !== undefined) {
+    out.order = stack.map((s) => ({ op: prepared[s.node.op], before: s.state }));
+    out.final = state;
   }
   return { key, status: "ok", ops, searched: n, steps };
 }

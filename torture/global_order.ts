@@ -1,0 +1,321 @@
+/**
+ * One order over every key: the check that turns per-key linearizability
+ * into linearizability of the whole history once compare-and-sets of
+ * several keys (`casMany`) are in it.
+ *
+ * Without multi-key operations, P-compositionality makes the per-key checks
+ * the whole proof. With them it does not: a `casMany` is one instant in the
+ * order of each of its keys, and two keys' orders can each be fine while no
+ * single order of all operations holds both (two transfers applied in
+ * opposite orders on two keys; a reader that sees one key written and,
+ * strictly later, another key not yet).
+ *
+ * ## How it decides
+ *
+ * The per-key search (`torture/checker.ts`) hands over, for every key, the
+ * linearization it found: the operations that changed the key's state (its
+ * writes, and truncates that raised the low watermark), in order, which cut
+ * the key's time into segments (segment j lies after the j-th change), and
+ * for every other operation the range of segments in which it is legal,
+ * widened from the one the search chose by replaying the model there.
+ *
+ * One graph over every operation (a `casMany` is ONE node on all its keys):
+ * - real time: A precedes B when A completed before B was invoked (through
+ *   a chain of nodes, one per completion time, so the edges stay linear);
+ * - per key, each change precedes the next;
+ * - per key, an operation that changes nothing sits after the change that
+ *   opens its range of segments and before the one that closes it.
+ *
+ * **Acyclic: linearizable.** Take any topological order T. On each key, T
+ * keeps the changes in the search's order, so the key's state before each
+ * change is what the search had, and every change is legal; every other
+ * operation lies inside its range, where it is legal, and changes nothing,
+ * so the order among those is free. T respects real time by its edges, and
+ * places each `casMany` at one point for all its keys. So T is a legal
+ * sequential history of the whole store that respects real time. Operations
+ * with an unknown outcome that took no effect are left out (a pending
+ * operation may be taken as never having happened); one that took effect on
+ * some of its keys and not on others in the per-key orders has no single
+ * point, and the verdict is "unknown" (the per-key searches decide unknown
+ * `casMany`s key by key).
+ *
+ * **Cyclic: a violation, or undecided.** The search chose one of possibly
+ * many linearizations per key, so a cycle through its choices may be an
+ * artefact. The graph is checked again with the precedences every
+ * linearization shares: real time, the order of the writes told
+ * "committed" (by seqno: heads only grow, one seqno per write), and every
+ * read after the write it returned and, when it read the head (a head read,
+ * or a scan shorter than its limit), before the next write told
+ * "committed" above it. A cycle there is a violation, reported with the
+ * cycle; otherwise the verdict is "unknown", never "ok".
+ *
+ * ## What it does not prove
+ *
+ * A `casMany` told "mismatch" is placed only when exactly one of its keys
+ * can explain the mismatch (`torture/multi_key.ts`, rule 2); one with two or
+ * more such keys is left out of the graph, so that one of them does explain
+ * it at a point of T is not checked.
+ *
+ * Cost: linear in the operations plus a sort by completion time, and at
+ * most {@linkcode WIDEN}-step replays per operation that changes nothing.
+ *
+ * @module
+ */
+import type { Entry } from "./history.ts";
+import type { KeyVerdict } from "./checker.ts";
+
+/** One operation of a key's linearization, as the global check needs it. */
+export interface OrderedOp {
+  /** The operation; a `casMany` is the same entry on each of its keys. */
+  readonly entry: Entry;
+  /** Whether it changed the key's state (then `lo === hi` is its index, from 1). */
+  readonly changes: boolean;
+  /** The segments in which it is legal: after change `lo`, before change `hi + 1`. */
+  readonly lo: number;
+  readonly hi: number;
+  /** A write told "committed" (every linearization has it): its seqno. */
+  readonly write?: number;
+  /** A read: the top seqno it returned (-1: none), and whether that was the head. */
+  readonly read?: { readonly top: number; readonly whole: boolean };
+}
+
+/** A key's linearization, from the per-key search. */
+export interface KeyOrder {
+  readonly key: string;
+  /** In the order the search placed them. */
+  readonly ops: readonly OrderedOp[];
+  /** Changes + 1. */
+  readonly segments: number;
+}
+
+/**
+ * Decides whether one order of every operation fits every key's
+ * linearization and real time (see the module comment).
+ *
+ * @param orders Every key's linearization (every key of the history).
+ * @param total Operations in the history, for the verdict.
+ * @returns A verdict on the whole history, keyed "(global order)".
+ */
+export function checkGlobalOrder(orders: readonly KeyOrder[], total: number): KeyVerdict {
+  const nodeOf = new Map<Entry, number>();
+  const entries: Entry[] = [];
+  const keysOf: string[][] = [];
+  // Unknown casMany: on how many of its keys it changed the state, and not.
+  const applied = new Map<Entry, { yes: string[]; no: string[] }>();
+  const node = (entry: Entry, key: string): number => {
+    let id = nodeOf.get(entry);
+    if (id === undefined) {
+      nodeOf.set(entry, id = entries.length);
+      entries.push(entry);
+      keysOf.push([]);
+    }
+    keysOf[id].push(key);
+    return id;
+  };
+  for (const { key, ops } of orders) {
+    for (const op of ops) {
+      if (op.entry.outcome.type !== "unknown") continue;
+      let seen = applied.get(op.entry);
+      if (seen === undefined) applied.set(op.entry, seen = { yes: [], no: [] });
+      (op.changes ? seen.yes : seen.no).push(key);
+    }
+  }
+  for (const [entry, { yes, no }] of applied) {
+    if (yes.length > 0 && no.length > 0) {
+      return verdict("unknown", total, [...yes, ...no], {
+        reason: `indeterminate compareAndSetMany #${entry.id} took effect on ${yes.join(", ")} ` +
+          `but not on ${no.join(", ")} in the linearizations found key by key; no order of ` +
+          `all keys was sought with it decided jointly`,
+        witness: [entry],
+      });
+    }
+  }
+
+  // Edges, chosen (from the search's choices) or forced (in every linearization).
+  const from: number[] = [], to: number[] = [], forced: boolean[] = [];
+  const edge = (a: number, b: number, isForced: boolean) => {
+    from.push(a);
+    to.push(b);
+    forced.push(isForced);
+  };
+  for (const { key, ops } of orders) {
+    const changes: number[] = [];
+    const writes: { seqno: number; id: number }[] = [];
+    const pending: { id: number; op: OrderedOp }[] = [];
+    for (const op of ops) {
+      // An unknown operation that took no effect may be taken as never run.
+      if (!op.changes && op.entry.outcome.type === "unknown") continue;
+      const id = node(op.entry, key);
+      if (op.changes) {
+        if (changes.length > 0) edge(changes.at(-1)!, id, false);
+        changes.push(id);
+        if (op.write !== undefined) {
+          if (writes.length > 0) edge(writes.at(-1)!.id, id, true);
+          writes.push({ seqno: op.write, id });
+        }
+      } else {
+        pending.push({ id, op });
+      }
+    }
+    const writer = new Map(writes.map((w) => [w.seqno, w.id]));
+    // The first write told "committed" above `seqno`.
+    const above = (seqno: number) => {
+      let lo = 0, hi = writes.length;
+      while (lo < hi) {
+        const mid = (lo + hi) >>> 1;
+        if (writes[mid].seqno > seqno) hi = mid;
+        else lo = mid + 1;
+      }
+      return writes[lo]?.id;
+    };
+    for (const { id, op } of pending) {
+      if (op.lo >= 1) edge(changes[op.lo - 1], id, false);
+      if (op.hi < changes.length) edge(id, changes[op.hi], false);
+      if (op.read === undefined) continue;
+      const after = writer.get(op.read.top);
+      if (after !== undefined) edge(after, id, true);
+      if (op.read.whole) {
+        const before = above(op.read.top);
+        if (before !== undefined) edge(id, before, true);
+      }
+    }
+  }
+
+  // Real time, through one node per completion, in time order: A reaches
+  // B through them iff A completed before B was invoked.
+  const n = entries.length;
+  const done = entries.map((_, i) => i).filter((i) => entries[i].ret !== Infinity);
+  done.sort((a, b) => entries[a].ret - entries[b].ret);
+  const times = done.map((i) => entries[i].ret);
+  for (let r = 0; r < done.length; r++) {
+    edge(done[r], n + r, true);
+    if (r + 1 < done.length) edge(n + r, n + r + 1, true);
+  }
+  for (let i = 0; i < n; i++) {
+    // The last completion strictly before the invocation.
+    const call = entries[i].call;
+    let lo = 0, hi = times.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (times[mid] < call) lo = mid + 1;
+      else hi = mid;
+    }
+    if (lo > 0) edge(n + lo - 1, i, true);
+  }
+
+  const size = n + done.length;
+  const all = unsorted(size, from, to, () => true);
+  if (all.length === 0) return verdict("ok", total, [], { searched: n, steps: from.length });
+  const left = unsorted(size, from, to, (e) => forced[e]);
+  const cycle = findCycle(
+    left.length > 0 ? left : all,
+    size,
+    from,
+    to,
+    (e) => left.length > 0 ? forced[e] : true,
+  );
+  const witness = cycle.filter((id) => id < n).map((id) => entries[id]);
+  const keys = [...new Set(cycle.filter((id) => id < n).flatMap((id) => keysOf[id]))].sort();
+  const list = witness.map((e) => `#${e.id}`).join(" -> ");
+  if (left.length > 0) {
+    return verdict("violation", total, keys, {
+      searched: n,
+      steps: from.length,
+      reason:
+        `no single order of all keys' operations exists: ${list} -> #${
+          witness[0]?.id
+        } is a cycle of precedences every linearization has (real time, each key's writes ` +
+        `told "committed" in seqno order, reads after the write they returned and before ` +
+        `the next), although each key is linearizable alone`,
+      witness,
+    });
+  }
+  return verdict("unknown", total, keys, {
+    searched: n,
+    steps: from.length,
+    reason:
+      `the linearizations found key by key do not fit one order (${list} -> #${
+        witness[0]?.id
+      } is a cycle through the search's choices), and the precedences every ` +
+      `linearization has do not decide it`,
+    witness,
+  });
+}
+
+function verdict(
+  status: KeyVerdict["status"],
+  ops: number,
+  keys: readonly string[],
+  rest: { searched?: number; steps?: number; reason?: string; witness?: readonly Entry[] },
+): KeyVerdict {
+  return {
+    key: "(global order)",
+    keys: keys.length > 0 ? keys : undefined,
+    status,
+    ops,
+    searched: rest.searched ?? 0,
+    steps: rest.steps ?? 0,
+    reason: rest.reason,
+    witness: rest.witness,
+  };
+}
+
+// Kahn's algorithm over the edges `use` keeps: the nodes left over (on or
+// after a cycle); none when the graph is acyclic.
+function unsorted(
+  size: number,
+  from: readonly number[],
+  to: readonly number[],
+  use: (edge: number) => boolean,
+): number[] {
+  const degree = new Int32Array(size);
+  const count = new Int32Array(size + 1);
+  for (let e = 0; e < from.length; e++) {
+    if (!use(e)) continue;
+    degree[to[e]]++;
+    count[from[e] + 1]++;
+  }
+  for (let i = 0; i < size; i++) count[i + 1] += count[i];
+  const out = new Int32Array(count[size]);
+  const fill = count.slice(0, size);
+  for (let e = 0; e < from.length; e++) if (use(e)) out[fill[from[e]]++] = to[e];
+  const queue = new Int32Array(size);
+  let head = 0, tail = 0;
+  for (let i = 0; i < size; i++) if (degree[i] === 0) queue[tail++] = i;
+  while (head < tail) {
+    const v = queue[head++];
+    for (let k = count[v]; k < count[v + 1]; k++) {
+      if (--degree[out[k]] === 0) queue[tail++] = out[k];
+    }
+  }
+  if (tail === size) return [];
+  const left: number[] = [];
+  for (let i = 0; i < size; i++) if (degree[i] > 0) left.push(i);
+  return left;
+}
+
+// A cycle among `left` (every one of which has a predecessor in `left`):
+// walk back from predecessor to predecessor until a node repeats.
+function findCycle(
+  left: readonly number[],
+  size: number,
+  from: readonly number[],
+  to: readonly number[],
+  use: (edge: number) => boolean,
+): number[] {
+  const inLeft = new Uint8Array(size);
+  for (const v of left) inLeft[v] = 1;
+  const pred = new Int32Array(size).fill(-1);
+  for (let e = 0; e < from.length; e++) {
+    if (use(e) && inLeft[from[e]] && inLeft[to[e]]) pred[to[e]] = from[e];
+  }
+  const seenAt = new Map<number, number>();
+  const path: number[] = [];
+  for (let v = left[0]; v !== -1 && !seenAt.has(v); v = pred[v]) {
+    seenAt.set(v, path.length);
+    path.push(v);
+  }
+  const start = path.length > 0 ? pred[path.at(-1)!] : -1;
+  const cycle = start === -1 ? path : path.slice(seenAt.get(start));
+  return cycle.reverse();
+}
