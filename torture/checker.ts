@@ -11,8 +11,9 @@
  * the key is empty or `s` is above the head.
  *
  * How it decides:
- * 1. P-compositionality: a history is linearizable iff each key's
- *    sub-history is, so keys are checked one by one.
+ * 1. P-compositionality: a history of single-key operations is
+ *    linearizable iff each key's sub-history is, so keys are checked one by
+ *    one.
  * 2. Facts the model gives for free are used first: a seqno is committed at
  *    most once (heads only grow, so `s - 1` is the head only once), so two
  *    "committed" answers for one seqno, or a read of a version no write
@@ -32,7 +33,10 @@
  *
  * Compare-and-sets of several keys are projected onto their keys before the
  * search, and checked across keys before and after it; what that proves and
- * what it does not is beside the code, in `torture/multi_key.ts`.
+ * what it does not is beside the code, in `torture/multi_key.ts`. With them,
+ * P-compositionality no longer suffices: once every key passes, one order
+ * over all keys is sought from the keys' linearizations
+ * (`torture/global_order.ts`).
  *
  * The memo keys hash the linearized set (64-bit Zobrist) and the log's
  * contents (64-bit chain hash). A hash collision can only prune a branch,
