@@ -190,13 +190,18 @@ export interface NetworkOptions {
    * Pass on the shared store's wake-ups (src/_wake.ts) to this process, each
    * after a one-way delay, as notifications would be; none arrive while
    * partitioned (lost), and they are not `complete`, as with Postgres.
-   * @default {false}
+   * @default {SimStore.wakesByDefault}
    */
   wakes?: boolean;
 }
 
 /** A shared store as one {@linkcode SimProcess} sees it across the network. */
 export class SimStore implements Consensus {
+  /**
+   * `wakes` for stores whose options leave it out: lets a test run rounds
+   * built elsewhere (torture/lease_round.ts) with wake-ups.
+   */
+  static wakesByDefault = false;
   readonly #inner: Consensus;
   readonly #process: SimProcess;
   readonly #vt: VirtualTime;
@@ -223,7 +228,7 @@ export class SimStore implements Consensus {
       indeterminate: 0,
       late: 0,
       timeoutMs: 500,
-      wakes: false,
+      wakes: SimStore.wakesByDefault,
       ...net,
     };
     const source = this.#net.wakes ? wakeSourceOf(inner) : undefined;
