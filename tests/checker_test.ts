@@ -575,6 +575,15 @@ Deno.test("checker: transfers that fit one order over all keys are accepted", ()
     [3, "c", head, 7, 8, ok(v(1, "Cc"))],
     [3, "b", head, 11, 12, ok(v(1, "Ab"))],
   ]);
+  // An unknown call that a's search must apply (a blind write of a's seqno
+  // 2 committed) and b's search had no need for (an unknown write of b
+  // took its place): decided jointly, it committed on both.
+  accepted([
+    setup,
+    [1, "b", cas(1, "y"), 1.5, null, unknown],
+    [0, "a", many(["a", 1, "Ca"], ["b", 1, "Cb"]), 2, null, unknown],
+    [2, "a", cas(2, "x"), 3, 4, committed],
+  ]);
   // A mismatch that one key explains, with a single-key write between two
   // transfers, and a truncate.
   accepted([

@@ -142,7 +142,8 @@ export function checkHistory(entries: readonly Entry[], options: CheckOptions = 
     });
   }
   if (orders !== undefined && keys.every((k) => k.status === "ok")) {
-    keys.push(checkGlobalOrder(orders, entries.length));
+    const settled = settleSplitMany(orders, byKey, plan.mustCommit, options, deadline);
+    keys.push(checkGlobalOrder(settled, entries.length));
   }
   const status = keys.some((k) => k.status === "violation")
     ? "violation"
@@ -156,6 +157,65 @@ export function checkHistory(entries: readonly Entry[], options: CheckOptions = 
     many: plan.stats,
     elapsedMs: performance.now() - started,
   };
+}
+
+// An unknown compareAndSetMany that the per-key searches applied on some of
+// its keys and not on others has no single point; each key decided alone,
+// by where its search happened to need it. Decide it jointly: search its
+// keys again with it committed on all of them, or else left out of all of
+// them (an operation whose outcome is unknown may be taken as never run).
+// Either is a real choice of outcome, so the orders returned stay sound; a
+// call neither fits is left split, and the global check says "unknown".
+function settleSplitMany(
+  orders: readonly KeyOrder[],
+  byKey: Map<string, Entry[]>,
+  mustCommit: ReadonlySet<Entry>,
+  options: CheckOptions,
+  deadline: number,
+): KeyOrder[] {
+  const split = new Map<Entry, { yes: boolean; no: boolean }>();
+  for (const { ops } of orders) {
+    for (const op of ops) {
+      if (op.entry.op.kind !== "casMany" || op.entry.outcome.type !== "unknown") continue;
+      let seen = split.get(op.entry);
+      if (seen === undefined) split.set(op.entry, seen = { yes: false, no: false });
+      if (op.changes) seen.yes = true;
+      else seen.no = true;
+    }
+  }
+  const calls = [...split].filter(([, seen]) => seen.yes && seen.no).map(([entry]) => entry);
+  if (calls.length === 0) return [...orders];
+  const byOrderKey = new Map(orders.map((o) => [o.key, o]));
+  const forced = new Set(mustCommit);
+  for (const call of calls) {
+    const keys = [...new Set(keysOfMany(call))].filter((k) => byKey.has(k));
+    const partOf = (e: Entry) => isProjected(e) && e.part === call;
+    const attempt = (lists: Map<string, Entry[]>, force: Set<Entry>) => {
+      const out: KeyOrder[] = [];
+      for (const key of keys) {
+        if (checkKey(key, lists.get(key)!, options, deadline, force, out).status !== "ok") {
+          return undefined;
+        }
+      }
+      return out;
+    };
+    const parts = keys.flatMap((k) => byKey.get(k)!.filter(partOf));
+    const withIt = new Set([...forced, ...parts]);
+    let out = attempt(byKey, withIt);
+    if (out !== undefined) {
+      for (const part of parts) forced.add(part);
+    } else {
+      const without = new Map(keys.map((k) => [k, byKey.get(k)!.filter((e) => !partOf(e))]));
+      out = attempt(without, forced);
+      if (out !== undefined) { for (const [k, list] of without) byKey.set(k, list); }
+    }
+    for (const order of out ?? []) byOrderKey.set(order.key, order);
+  }
+  return [...byOrderKey.values()];
+}
+
+function keysOfMany(entry: Entry): string[] {
+  return entry.op.kind === "casMany" ? entry.op.entries.map((e) => e.key) : [entry.key];
 }
 
 // Operation kinds, as small integers for the hot loop.

@@ -34,10 +34,11 @@
  * places each `casMany` at one point for all its keys. So T is a legal
  * sequential history of the whole store that respects real time. Operations
  * with an unknown outcome that took no effect are left out (a pending
- * operation may be taken as never having happened); one that took effect on
- * some of its keys and not on others in the per-key orders has no single
- * point, and the verdict is "unknown" (the per-key searches decide unknown
- * `casMany`s key by key).
+ * operation may be taken as never having happened). An unknown `casMany`
+ * that took effect on some of its keys and not on others has no single
+ * point: `torture/checker.ts` first searches its keys again with it
+ * committed on all, else left out of all; one that fits neither stays split,
+ * and the verdict is "unknown".
  *
  * **Cyclic: a violation, or undecided.** The search chose one of possibly
  * many linearizations per key, so a cycle through its choices may be an
