@@ -575,6 +575,17 @@ Deno.test("checker: transfers that fit one order over all keys are accepted", ()
     [3, "c", head, 7, 8, ok(v(1, "Cc"))],
     [3, "b", head, 11, 12, ok(v(1, "Ab"))],
   ]);
+  // A truncate of a invoked just after a transfer and placed after it by a's
+  // search, which real time through a read of b puts before it: truncates
+  // need only the write of their seqno before them, not the order chosen.
+  accepted([
+    setup,
+    [1, "a", cas(1, "a1"), 2, 3, committed],
+    [0, "a", many(["a", 2, "Ca"], ["b", 1, "Cb"]), 10, 20, committed],
+    [2, "a", truncate(1), 10.5, 12, ok(1)],
+    [3, "b", head, 13, 14, ok(v(0, "b0"))],
+    [3, "a", head, 21, 22, ok(v(2, "Ca"))],
+  ]);
   // An unknown call that a's search must apply (a blind write of a's seqno
   // 2 committed) and b's search had no need for (an unknown write of b
   // took its place): decided jointly, it committed on both.

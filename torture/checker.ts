@@ -520,58 +520,81 @@ function checkKey(
   return verdict;
 }
 
-// How far a pure operation's range of segments is widened each way (see
-// keyOrder): a bound keeps the work linear; a narrower range is only a
-// stronger constraint, so the bound costs completeness, never soundness.
-const WIDEN = 64;
-
-// The key's linearization as torture/global_order.ts needs it: the
-// operations that changed the state, in order (segment j lies after the
-// j-th of them), and for every other operation the range of segments in
-// which it is still legal, widened from where the search put it.
+// The key's linearization as torture/global_order.ts needs it. Writes and
+// truncates change different parts of the state (the head and its log; the
+// low watermark), and a write never depends on the low watermark, so they
+// form two chains: the writes, in seqno order, and the truncates that raised
+// the low watermark, in the order of their seqnos, each after the write of
+// its seqno (it needed the head there). Every other operation gets the
+// range of write segments in which it is legal (segment j lies after the
+// j-th write), widened from where the search put it by replaying the model,
+// and, when it depends on the low watermark (a scan, a truncate that removed
+// nothing), the truncate segment the search put it in. Widening stops where
+// real time forbids going on anyway (a write that completed before the
+// operation was invoked, or was invoked after it completed), so its cost is
+// the writes that overlap the operation. A narrower range would only be a
+// stronger constraint: it can cost completeness, never soundness.
 function keyOrder(key: string, order: readonly Placed[], final: State): KeyOrder {
-  const states: State[] = [EMPTY];
+  const writes: State[] = [EMPTY];
+  const writers: Entry[] = [];
+  const lows: number[] = [0];
+  const writeOf = new Map<number, number>(); // seqno -> place among the writes
   const ops: OrderedOp[] = [];
-  const pure: { at: number; op: Prepared }[] = [];
+  const pure: { at: number; op: Prepared; t: number }[] = [];
   for (let i = 0; i < order.length; i++) {
     const { op, before } = order[i];
     const after = i + 1 < order.length ? order[i + 1].before : final;
     const entry = isProjected(op.entry) ? op.entry.part : op.entry;
-    if (after !== before) {
-      states.push(after);
+    if (after !== before && op.kind === CAS) {
+      writes.push(after);
+      writers.push(entry);
+      writeOf.set(op.seqno, writes.length - 1);
       ops.push({
         entry,
-        lo: states.length - 1,
-        hi: states.length - 1,
         changes: true,
-        write: op.kind === CAS && op.expect === OK && op.entry.outcome.type === "ok"
-          ? op.seqno
-          : undefined,
+        lo: writes.length - 1,
+        hi: writes.length - 1,
+        write: op.expect === OK && op.entry.outcome.type === "ok" ? op.seqno : undefined,
+      });
+    } else if (after !== before) {
+      lows.push(after.low);
+      ops.push({
+        entry,
+        changes: true,
+        lo: 0,
+        hi: 0,
+        truncate: lows.length - 1,
+        follows: writeOf.get(op.seqno),
       });
     } else {
-      pure.push({ at: ops.length, op });
-      ops.push({ entry, lo: states.length - 1, hi: states.length - 1, changes: false });
+      pure.push({ at: ops.length, op, t: lows.length - 1 });
+      ops.push({ entry, changes: false, lo: writes.length - 1, hi: writes.length - 1 });
     }
   }
-  const last = states.length - 1;
-  for (const { at, op } of pure) {
+  const last = writes.length - 1;
+  for (const { at, op, t } of pure) {
     const placed = ops[at];
     if (op.kind === CAS && op.expect === UNKNOWN) {
       // An unknown write that took no effect fits anywhere after its call.
       ops[at] = { ...placed, lo: 0, hi: last };
       continue;
     }
+    // Heads, mismatches and RangeErrors read the head alone.
+    const low = op.kind === SCAN || (op.kind === TRUNCATE && op.expect !== RANGE);
+    const at_ = (j: number): State => low ? { ...writes[j], low: lows[t] } : writes[j];
+    const { call, ret } = op.entry;
     let lo = placed.lo, hi = placed.hi;
-    while (lo > 0 && placed.lo - lo < WIDEN && step(states[lo - 1], op) !== null) lo--;
-    while (hi < last && hi - placed.hi < WIDEN && step(states[hi + 1], op) !== null) hi++;
+    // Segment lo - 1 is before write lo; segment hi + 1 after write hi + 1.
+    while (lo > 0 && writers[lo - 1].ret >= call && step(at_(lo - 1), op) !== null) lo--;
+    while (hi < last && writers[hi].call <= ret && step(at_(hi + 1), op) !== null) hi++;
     const read = op.kind === HEAD
       ? { top: op.readSeqno, whole: true }
       : op.kind === SCAN && op.versions.length > 0
       ? { top: op.versions.at(-1)!.seqno, whole: op.versions.length < op.limit }
       : undefined;
-    ops[at] = { ...placed, lo, hi, read };
+    ops[at] = { ...placed, lo, hi, read, truncate: low ? t : undefined };
   }
-  return { key, ops, segments: states.length };
+  return { key, ops, writes: writes.length - 1, truncates: lows.length - 1 };
 }
 
 interface Node {

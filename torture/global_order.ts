@@ -13,24 +13,34 @@
  * ## How it decides
  *
  * The per-key search (`torture/checker.ts`) hands over, for every key, the
- * linearization it found: the operations that changed the key's state (its
- * writes, and truncates that raised the low watermark), in order, which cut
- * the key's time into segments (segment j lies after the j-th change), and
- * for every other operation the range of segments in which it is legal,
- * widened from the one the search chose by replaying the model there.
+ * linearization it found, as two chains of the operations that changed the
+ * key's state: its writes in order (they change the head and its log), and
+ * its truncates that raised the low watermark in order (they change that
+ * alone; a write never depends on it), each truncate after the write of its
+ * seqno (it needed the head there). For every other operation: the range of
+ * write segments (segment j lies after the j-th write) in which it is legal,
+ * widened from the one the search chose by replaying the model there, and,
+ * when it depends on the low watermark (a scan, a truncate that removed
+ * nothing), the truncate segment the search put it in.
  *
  * One graph over every operation (a `casMany` is ONE node on all its keys):
  * - real time: A precedes B when A completed before B was invoked (through
  *   a chain of nodes, one per completion time, so the edges stay linear);
- * - per key, each change precedes the next;
- * - per key, an operation that changes nothing sits after the change that
- *   opens its range of segments and before the one that closes it.
+ * - per key, each write precedes the next, each truncate the next, and the
+ *   write of a truncate's seqno precedes it;
+ * - per key, an operation that changes nothing sits after the write that
+ *   opens its range of segments and before the one that closes it (and
+ *   likewise between two truncates when it depends on the low watermark).
  *
  * **Acyclic: linearizable.** Take any topological order T. On each key, T
- * keeps the changes in the search's order, so the key's state before each
- * change is what the search had, and every change is legal; every other
- * operation lies inside its range, where it is legal, and changes nothing,
- * so the order among those is free. T respects real time by its edges, and
+ * keeps the writes in the search's order, so the head and log before each
+ * write are what the search had, and every write is legal; it keeps the
+ * truncates in the search's order, each after the write of its seqno, so
+ * each finds the head at or past its seqno and the low watermark the search
+ * had, and removes what it said. Every other operation lies in its range of
+ * write segments (and in its truncate segment when it reads the low
+ * watermark), where replaying the model showed it legal, and changes
+ * nothing, so the order among those is free. T respects real time by its edges, and
  * places each `casMany` at one point for all its keys. So T is a legal
  * sequential history of the whole store that respects real time. Operations
  * with an unknown outcome that took no effect are left out (a pending
@@ -57,8 +67,9 @@
  * more such keys is left out of the graph, so that one of them does explain
  * it at a point of T is not checked.
  *
- * Cost: linear in the operations plus a sort by completion time, and at
- * most {@linkcode WIDEN}-step replays per operation that changes nothing.
+ * Cost: linear in the operations plus a sort by completion time, and, per
+ * operation that changes nothing, a replay for each write that overlaps it
+ * in real time.
  *
  * @module
  */
@@ -69,11 +80,23 @@ import type { KeyVerdict } from "./checker.ts";
 export interface OrderedOp {
   /** The operation; a `casMany` is the same entry on each of its keys. */
   readonly entry: Entry;
-  /** Whether it changed the key's state (then `lo === hi` is its index, from 1). */
+  /** Whether it changed the key's state: a write, or a truncate that removed versions. */
   readonly changes: boolean;
-  /** The segments in which it is legal: after change `lo`, before change `hi + 1`. */
+  /**
+   * A write: its place among the key's writes (from 1), as `lo` and `hi`.
+   * Anything but a change: the writes' segments in which it is legal
+   * (segment j lies after the j-th write).
+   */
   readonly lo: number;
   readonly hi: number;
+  /**
+   * A truncate that removed versions: its place among those (from 1).
+   * Anything but a change that depends on the low watermark: the segment of
+   * those truncates it must lie in.
+   */
+  readonly truncate?: number;
+  /** A truncate that removed versions: the place of the write of its seqno. */
+  readonly follows?: number;
   /** A write told "committed" (every linearization has it): its seqno. */
   readonly write?: number;
   /** A read: the top seqno it returned (-1: none), and whether that was the head. */
@@ -85,8 +108,9 @@ export interface KeyOrder {
   readonly key: string;
   /** In the order the search placed them. */
   readonly ops: readonly OrderedOp[];
-  /** Changes + 1. */
-  readonly segments: number;
+  /** How many writes, and truncates that removed versions, it has. */
+  readonly writes: number;
+  readonly truncates: number;
 }
 
 /**
@@ -140,24 +164,30 @@ export function checkGlobalOrder(orders: readonly KeyOrder[], total: number): Ke
     forced.push(isForced);
   };
   for (const { key, ops } of orders) {
-    const changes: number[] = [];
+    const written: number[] = [], truncated: number[] = [];
     const writes: { seqno: number; id: number }[] = [];
     const pending: { id: number; op: OrderedOp }[] = [];
+    const follows: { id: number; write: number }[] = [];
     for (const op of ops) {
       // An unknown operation that took no effect may be taken as never run.
       if (!op.changes && op.entry.outcome.type === "unknown") continue;
       const id = node(op.entry, key);
-      if (op.changes) {
-        if (changes.length > 0) edge(changes.at(-1)!, id, false);
-        changes.push(id);
+      if (op.changes && op.truncate === undefined) {
+        if (written.length > 0) edge(written.at(-1)!, id, false);
+        written.push(id);
         if (op.write !== undefined) {
           if (writes.length > 0) edge(writes.at(-1)!.id, id, true);
           writes.push({ seqno: op.write, id });
         }
+      } else if (op.changes) {
+        if (truncated.length > 0) edge(truncated.at(-1)!, id, false);
+        truncated.push(id);
+        if (op.follows !== undefined) follows.push({ id, write: op.follows });
       } else {
         pending.push({ id, op });
       }
     }
+    for (const { id, write } of follows) edge(written[write - 1], id, false);
     const writer = new Map(writes.map((w) => [w.seqno, w.id]));
     // The first write told "committed" above `seqno`.
     const above = (seqno: number) => {
@@ -170,8 +200,12 @@ export function checkGlobalOrder(orders: readonly KeyOrder[], total: number): Ke
       return writes[lo]?.id;
     };
     for (const { id, op } of pending) {
-      if (op.lo >= 1) edge(changes[op.lo - 1], id, false);
-      if (op.hi < changes.length) edge(id, changes[op.hi], false);
+      if (op.lo >= 1) edge(written[op.lo - 1], id, false);
+      if (op.hi < written.length) edge(id, written[op.hi], false);
+      if (op.truncate !== undefined) {
+        if (op.truncate >= 1) edge(truncated[op.truncate - 1], id, false);
+        if (op.truncate < truncated.length) edge(id, truncated[op.truncate], false);
+      }
       if (op.read === undefined) continue;
       const after = writer.get(op.read.top);
       if (after !== undefined) edge(after, id, true);
