@@ -607,6 +607,41 @@ Deno.test("checker: transfers that fit one order over all keys are accepted", ()
   ]);
 });
 
+Deno.test("checker: a mismatch two keys could explain needs a point of the order where one does", () => {
+  // Setup of a, b, c and d at version 0.
+  const setup4: KeyedRow = [
+    9,
+    "a",
+    many(["a", 0, "a0"], ["b", 0, "b0"], ["c", 0, "c0"], ["d", 0, "d0"]),
+    0,
+    1,
+    committed,
+  ];
+  // Explained: a's seqno 1 was taken inside the call.
+  const explained = globalVerdict([
+    setup4,
+    [0, "a", many(["a", 1, "Ma"], ["b", 1, "Mb"]), 2, 10, mismatch],
+    [1, "a", cas(1, "x"), 3, 4, committed],
+    [2, "b", cas(1, "y"), 3, 11, committed],
+  ]);
+  assertEquals(explained.global?.status, "ok", explained.global?.reason);
+  // Not explained: a's and b's seqno 1 were taken by calls that reads of c
+  // and d, invoked after the mismatch returned, show had not happened yet.
+  // Each key alone could explain it (nothing read a or b), so only the order
+  // of all keys shows both heads at seqno - 1 throughout the call.
+  const unexplained = globalVerdict([
+    setup4,
+    [0, "a", many(["a", 1, "Ma"], ["b", 1, "Mb"]), 2, 10, mismatch],
+    [1, "a", many(["a", 1, "Ca"], ["c", 1, "Cc"]), 5, 20, committed],
+    [2, "b", many(["b", 1, "Yb"], ["d", 1, "Yd"]), 5, 20, committed],
+    [3, "c", head, 11, 12, ok(v(0, "c0"))],
+    [4, "d", head, 11, 12, ok(v(0, "d0"))],
+  ]);
+  assertEquals(unexplained.perKey, ["ok", "ok", "ok", "ok"]);
+  assertEquals(unexplained.global?.status, "unknown", "never ok");
+  assert(unexplained.global?.reason?.includes("#1 was told"), unexplained.global?.reason);
+});
+
 Deno.test("checker: compareAndSetMany in the durable state, all or nothing", () => {
   const entries = keyed([
     setup,

@@ -143,7 +143,16 @@ export function checkHistory(entries: readonly Entry[], options: CheckOptions = 
   }
   if (orders !== undefined && keys.every((k) => k.status === "ok")) {
     const settled = settleSplitMany(orders, byKey, plan.mustCommit, options, deadline);
-    keys.push(checkGlobalOrder(settled, entries.length));
+    // Mismatches no key's search placed (two or more keys could explain them).
+    const placed = new Set<Entry>();
+    for (const parts of plan.projected.values()) {
+      for (const part of parts) if (isProjected(part)) placed.add(part.part);
+    }
+    const mismatches = entries.filter((e) =>
+      e.op.kind === "casMany" && e.outcome.type === "ok" && e.outcome.value === "mismatch" &&
+      !placed.has(e)
+    );
+    keys.push(checkGlobalOrder(settled, entries.length, mismatches));
   }
   const status = keys.some((k) => k.status === "violation")
     ? "violation"
@@ -555,6 +564,7 @@ function keyOrder(key: string, order: readonly Placed[], final: State): KeyOrder
         lo: writes.length - 1,
         hi: writes.length - 1,
         write: op.expect === OK && op.entry.outcome.type === "ok" ? op.seqno : undefined,
+        seqno: op.seqno,
       });
     } else if (after !== before) {
       lows.push(after.low);

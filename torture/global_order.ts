@@ -60,12 +60,11 @@
  * "committed" above it. A cycle there is a violation, reported with the
  * cycle; otherwise the verdict is "unknown", never "ok".
  *
- * ## What it does not prove
- *
- * A `casMany` told "mismatch" is placed only when exactly one of its keys
- * can explain the mismatch (`torture/multi_key.ts`, rule 2); one with two or
- * more such keys is left out of the graph, so that one of them does explain
- * it at a point of T is not checked.
+ * A `casMany` told "mismatch" that two or more of its keys could explain
+ * (`torture/multi_key.ts`, rule 2) is in no key's search; it changes
+ * nothing, so it is checked against T: it needs a point inside its call
+ * where the head of one of its keys is not that entry's seqno - 1. When T
+ * has none, the verdict is "unknown" (another order might).
  *
  * Cost: linear in the operations plus a sort by completion time, and, per
  * operation that changes nothing, a replay for each write that overlaps it
@@ -99,6 +98,8 @@ export interface OrderedOp {
   readonly follows?: number;
   /** A write told "committed" (every linearization has it): its seqno. */
   readonly write?: number;
+  /** A write: its seqno. */
+  readonly seqno?: number;
   /** A read: the top seqno it returned (-1: none), and whether that was the head. */
   readonly read?: { readonly top: number; readonly whole: boolean };
 }
@@ -119,9 +120,16 @@ export interface KeyOrder {
  *
  * @param orders Every key's linearization (every key of the history).
  * @param total Operations in the history, for the verdict.
+ * @param mismatches The `casMany`s told "mismatch" that no key's search
+ *   placed (two or more keys could explain them): each must find a point of
+ *   the order, inside its call, where one of its conditions fails.
  * @returns A verdict on the whole history, keyed "(global order)".
  */
-export function checkGlobalOrder(orders: readonly KeyOrder[], total: number): KeyVerdict {
+export function checkGlobalOrder(
+  orders: readonly KeyOrder[],
+  total: number,
+  mismatches: readonly Entry[] = [],
+): KeyVerdict {
   const nodeOf = new Map<Entry, number>();
   const entries: Entry[] = [];
   const keysOf: string[][] = [];
@@ -156,6 +164,8 @@ export function checkGlobalOrder(orders: readonly KeyOrder[], total: number): Ke
     }
   }
 
+  // Per key, the node of the write of each seqno.
+  const writtenAt = new Map<string, Map<number, number>>();
   // Edges, chosen (from the search's choices) or forced (in every linearization).
   const from: number[] = [], to: number[] = [], forced: boolean[] = [];
   const edge = (a: number, b: number, isForced: boolean) => {
@@ -168,6 +178,8 @@ export function checkGlobalOrder(orders: readonly KeyOrder[], total: number): Ke
     const writes: { seqno: number; id: number }[] = [];
     const pending: { id: number; op: OrderedOp }[] = [];
     const follows: { id: number; write: number }[] = [];
+    const bySeqno = new Map<number, number>();
+    writtenAt.set(key, bySeqno);
     for (const op of ops) {
       // An unknown operation that took no effect may be taken as never run.
       if (!op.changes && op.entry.outcome.type === "unknown") continue;
@@ -175,6 +187,7 @@ export function checkGlobalOrder(orders: readonly KeyOrder[], total: number): Ke
       if (op.changes && op.truncate === undefined) {
         if (written.length > 0) edge(written.at(-1)!, id, false);
         written.push(id);
+        if (op.seqno !== undefined) bySeqno.set(op.seqno, id);
         if (op.write !== undefined) {
           if (writes.length > 0) edge(writes.at(-1)!.id, id, true);
           writes.push({ seqno: op.write, id });
@@ -239,9 +252,25 @@ export function checkGlobalOrder(orders: readonly KeyOrder[], total: number): Ke
   }
 
   const size = n + done.length;
-  const all = unsorted(size, from, to, () => true);
-  if (all.length === 0) return verdict("ok", total, [], { searched: n, steps: from.length });
-  const left = unsorted(size, from, to, (e) => forced[e]);
+  const key = new Float64Array(size);
+  for (let i = 0; i < n; i++) key[i] = entries[i].call;
+  for (let r = 0; r < times.length; r++) key[n + r] = times[r];
+  const sorted = topological(size, from, to, () => true, key);
+  if (sorted.left.length === 0) {
+    const unplaced = placeMismatches(mismatches, sorted.order, entries, writtenAt);
+    if (unplaced === undefined) {
+      return verdict("ok", total, [], { searched: n, steps: from.length });
+    }
+    return verdict("unknown", total, keysOfMany(unplaced), {
+      searched: n,
+      steps: from.length,
+      reason: `compareAndSetMany #${unplaced.id} was told "mismatch", and no point inside its ` +
+        `call in the order found for all keys has one of its conditions failing`,
+      witness: [unplaced],
+    });
+  }
+  const all = sorted.left;
+  const left = topological(size, from, to, (e) => forced[e], key).left;
   const cycle = findCycle(
     left.length > 0 ? left : all,
     size,
@@ -295,14 +324,19 @@ function verdict(
   };
 }
 
-// Kahn's algorithm over the edges `use` keeps: the nodes left over (on or
-// after a cycle); none when the graph is acyclic.
-function unsorted(
+// Kahn's algorithm over the edges `use` keeps: a topological order, and the
+// nodes left over (on or after a cycle; none when the graph is acyclic).
+// Among the nodes free to go next it takes the smallest key (an operation's
+// invocation, a completion node's time), so the order follows real time as
+// far as the edges let it: a write that overlaps a mismatch then tends to
+// land inside the mismatch's window (see placeMismatches).
+function topological(
   size: number,
   from: readonly number[],
   to: readonly number[],
   use: (edge: number) => boolean,
-): number[] {
+  key: Float64Array,
+): { order: Int32Array; left: number[] } {
   const degree = new Int32Array(size);
   const count = new Int32Array(size + 1);
   for (let e = 0; e < from.length; e++) {
@@ -314,19 +348,103 @@ function unsorted(
   const out = new Int32Array(count[size]);
   const fill = count.slice(0, size);
   for (let e = 0; e < from.length; e++) if (use(e)) out[fill[from[e]]++] = to[e];
-  const queue = new Int32Array(size);
-  let head = 0, tail = 0;
-  for (let i = 0; i < size; i++) if (degree[i] === 0) queue[tail++] = i;
-  while (head < tail) {
-    const v = queue[head++];
-    for (let k = count[v]; k < count[v + 1]; k++) {
-      if (--degree[out[k]] === 0) queue[tail++] = out[k];
+  // The available node with the smallest key first (a binary heap).
+  const heap = new Int32Array(size);
+  let length = 0;
+  const less = (a: number, b: number) => key[a] < key[b] || (key[a] === key[b] && a < b);
+  const push = (v: number) => {
+    let i = length++;
+    heap[i] = v;
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      if (!less(heap[i], heap[parent])) break;
+      [heap[i], heap[parent]] = [heap[parent], heap[i]];
+      i = parent;
     }
+  };
+  const pop = () => {
+    const top = heap[0];
+    heap[0] = heap[--length];
+    for (let i = 0;;) {
+      const l = 2 * i + 1, r = l + 1;
+      let m = i;
+      if (l < length && less(heap[l], heap[m])) m = l;
+      if (r < length && less(heap[r], heap[m])) m = r;
+      if (m === i) break;
+      [heap[i], heap[m]] = [heap[m], heap[i]];
+      i = m;
+    }
+    return top;
+  };
+  const queue = new Int32Array(size);
+  let tail = 0;
+  for (let i = 0; i < size; i++) if (degree[i] === 0) push(i);
+  while (length > 0) {
+    const v = pop();
+    queue[tail++] = v;
+    for (let k = count[v]; k < count[v + 1]; k++) if (--degree[out[k]] === 0) push(out[k]);
   }
-  if (tail === size) return [];
   const left: number[] = [];
-  for (let i = 0; i < size; i++) if (degree[i] > 0) left.push(i);
-  return left;
+  if (tail < size) { for (let i = 0; i < size; i++) if (degree[i] > 0) left.push(i); }
+  return { order: queue, left };
+}
+
+// Each mismatch no key placed changes nothing, so it can go anywhere in the
+// order that real time allows: after every operation that completed before
+// it was invoked, before every one invoked after it completed. It fits if,
+// somewhere in that window, one of its entries' conditions fails (the head
+// of its key is not seqno - 1); the head of a key at a point of the order is
+// the last of its writes before that point. Returns one that fits nowhere.
+function placeMismatches(
+  mismatches: readonly Entry[],
+  order: Int32Array,
+  entries: readonly Entry[],
+  writtenAt: ReadonlyMap<string, ReadonlyMap<number, number>>,
+): Entry | undefined {
+  if (mismatches.length === 0) return undefined;
+  const pos = new Int32Array(order.length);
+  for (let i = 0; i < order.length; i++) pos[order[i]] = i;
+  const ids = entries.map((_, i) => i);
+  // Latest place among those completed before a time; earliest among those invoked after.
+  const byRet = ids.filter((i) => entries[i].ret !== Infinity)
+    .sort((a, b) => entries[a].ret - entries[b].ret);
+  const upTo = new Int32Array(byRet.length);
+  for (let k = 0, best = -1; k < byRet.length; k++) upTo[k] = best = Math.max(best, pos[byRet[k]]);
+  const byCall = ids.sort((a, b) => entries[a].call - entries[b].call);
+  const fromOn = new Int32Array(byCall.length + 1).fill(order.length);
+  for (let k = byCall.length - 1; k >= 0; k--) fromOn[k] = Math.min(fromOn[k + 1], pos[byCall[k]]);
+  const search = (list: number[], ok: (i: number) => boolean) => {
+    let lo = 0, hi = list.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (ok(list[mid])) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo; // how many satisfy ok, from the start
+  };
+  for (const m of mismatches) {
+    if (m.op.kind !== "casMany") continue;
+    const before = search(byRet, (i) => entries[i].ret < m.call);
+    const low = before === 0 ? -1 : upTo[before - 1];
+    const high = fromOn[search(byCall, (i) => entries[i].call <= m.ret)];
+    // Insertion points p with low < p <= high (before the node at p).
+    const fails = m.op.entries.some(({ key, seqno }) => {
+      const s = Number(seqno);
+      const at = writtenAt.get(key);
+      const reached = s === 0 ? -1 : at?.get(s - 1);
+      const passed = at?.get(s);
+      // The head is s - 1 from just after write s - 1 up to write s.
+      const start = reached === undefined ? Infinity : reached === -1 ? -1 : pos[reached];
+      const end = passed === undefined ? Infinity : pos[passed];
+      return !(start <= low && end >= high);
+    });
+    if (!fails) return m;
+  }
+  return undefined;
+}
+
+function keysOfMany(entry: Entry): string[] {
+  return entry.op.kind === "casMany" ? entry.op.entries.map((e) => e.key) : [entry.key];
 }
 
 // A cycle among `left` (every one of which has a predecessor in `left`):
