@@ -40,8 +40,8 @@
  * had, and removes what it said. Every other operation lies in its range of
  * write segments (and in its truncate segment when it reads the low
  * watermark), where replaying the model showed it legal, and changes
- * nothing, so the order among those is free. T respects real time by its edges, and
- * places each `casMany` at one point for all its keys. So T is a legal
+ * nothing, so the order among those is free. T respects real time by its
+ * edges, and places each `casMany` at one point for all its keys. So T is a legal
  * sequential history of the whole store that respects real time. Operations
  * with an unknown outcome that took no effect are left out (a pending
  * operation may be taken as never having happened). An unknown `casMany`
@@ -66,9 +66,9 @@
  * where the head of one of its keys is not that entry's seqno - 1. When T
  * has none, the verdict is "unknown" (another order might).
  *
- * Cost: linear in the operations plus a sort by completion time, and, per
- * operation that changes nothing, a replay for each write that overlaps it
- * in real time.
+ * Cost: O(n log n) in the operations (sorts by time, and a topological
+ * sort that takes the earliest free node first), plus, per operation that
+ * changes nothing, a replay for each write that overlaps it in real time.
  *
  * @module
  */
