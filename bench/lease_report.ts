@@ -2,9 +2,11 @@
  * `deno task bench:lease`: how long a lease takes to change hands on a real
  * Postgres (porsager's driver, loopback):
  *
- * - after `release()`: a contender already waiting (polling) acquires; the
- *   time from the call to the contender's grant, with the default poll
- *   interval and with a 10 ms one;
+ * - after `release()`: a contender already waiting acquires; the time from
+ *   the call to the contender's grant. Without `notify` the contender sees
+ *   the release on its next poll (default interval, and 10 ms); with
+ *   `notify: true` on both stores a notification wakes it (default interval,
+ *   and a poll as long as the ttl, to show the poll is not what hands over);
  * - after the holder dies: the holder runs in a child process that is
  *   killed with SIGKILL at a random moment of its tenure (it never
  *   releases); the time from the kill to the contender's grant.
@@ -45,10 +47,10 @@ const table = "lease_bench";
 const TTL = 1000;
 const DEFAULT_POLL = TTL / 10;
 
-const open = () =>
+const open = (notify = false) =>
   PostgresConsensus.open(
     fromPostgresJs(postgres(url, { max: 4, onnotice: () => {} }), { owned: true }),
-    { table },
+    { table, notify },
   );
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const percentile = (values: number[], p: number) => {
@@ -56,16 +58,23 @@ const percentile = (values: number[], p: number) => {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 };
 
-// Two stores, as two processes would have.
+// Two stores, as two processes would have; and two that notify.
 const holderStore = await open();
 const contenderStore = await open();
+const notifyingHolder = await open(true);
+const notifyingContender = await open(true);
 
-async function afterRelease(pollIntervalMs: number | undefined): Promise<number[]> {
+async function afterRelease(
+  pollIntervalMs: number | undefined,
+  notify = false,
+): Promise<number[]> {
+  const holders = notify ? notifyingHolder : holderStore;
+  const contenders = notify ? notifyingContender : contenderStore;
   const key = `release-${crypto.randomUUID()}`;
   const times: number[] = [];
-  let holder = await acquireLease(holderStore, key, { holder: "a", ttlMs: TTL });
+  let holder = await acquireLease(holders, key, { holder: "a", ttlMs: TTL });
   for (let i = 0; i < samples; i++) {
-    const waiting = acquireLease(contenderStore, key, { holder: "b", ttlMs: TTL, pollIntervalMs });
+    const waiting = acquireLease(contenders, key, { holder: "b", ttlMs: TTL, pollIntervalMs });
     // Let the contender settle into its polling, at a random phase of it.
     await sleep(50 + Math.random() * (pollIntervalMs ?? DEFAULT_POLL));
     const started = performance.now();
@@ -73,7 +82,7 @@ async function afterRelease(pollIntervalMs: number | undefined): Promise<number[
     const next = await waiting;
     times.push(performance.now() - started);
     // Back to the first store for the next sample.
-    const back = acquireLease(holderStore, key, { holder: "a", ttlMs: TTL, pollIntervalMs: 10 });
+    const back = acquireLease(holders, key, { holder: "a", ttlMs: TTL, pollIntervalMs: 10 });
     await next.release();
     holder = await back;
   }
@@ -111,11 +120,12 @@ async function afterDeath(): Promise<number[]> {
 }
 
 const rows: string[][] = [];
-const row = (what: string, poll: string, times: number[], bound: string) =>
+const row = (what: string, poll: string, times: number[], bound: string, notify = "no") =>
   rows.push([
     what,
     String(TTL),
     poll,
+    notify,
     String(times.length),
     percentile(times, 50).toFixed(1),
     percentile(times, 90).toFixed(1),
@@ -130,6 +140,20 @@ row(
 );
 row("after `release()`", "10", await afterRelease(10), "a poll interval and two round trips");
 row(
+  "after `release()`",
+  `${DEFAULT_POLL} (default)`,
+  await afterRelease(undefined, true),
+  "a notification and two round trips",
+  "yes",
+);
+row(
+  "after `release()`",
+  String(TTL),
+  await afterRelease(TTL, true),
+  "a notification and two round trips",
+  "yes",
+);
+row(
   "after the holder dies (SIGKILL)",
   `${DEFAULT_POLL} (default)`,
   await afterDeath(),
@@ -137,12 +161,24 @@ row(
 );
 await holderStore.close();
 await contenderStore.close();
+await notifyingHolder.close();
+await notifyingContender.close();
 
-const header = ["handover", "ttl ms", "poll ms", "samples", "p50 ms", "p90 ms", "max ms", "bound"];
+const header = [
+  "handover",
+  "ttl ms",
+  "poll ms",
+  "notify",
+  "samples",
+  "p50 ms",
+  "p90 ms",
+  "max ms",
+  "bound",
+];
 const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
 const line = (cells: string[]) =>
   `| ${
-    cells.map((c, i) => i > 0 && i < 7 ? c.padStart(widths[i]) : c.padEnd(widths[i])).join(" | ")
+    cells.map((c, i) => i > 0 && i < 8 ? c.padStart(widths[i]) : c.padEnd(widths[i])).join(" | ")
   } |`;
 console.log(
   `Deno ${Deno.version.deno}, ${navigator.hardwareConcurrency} cores, ${
@@ -152,7 +188,7 @@ console.log(
 console.log(line(header));
 console.log(
   `| ${
-    widths.map((w, i) => i > 0 && i < 7 ? "-".repeat(w - 1) + ":" : "-".repeat(w)).join(" | ")
+    widths.map((w, i) => i > 0 && i < 8 ? "-".repeat(w - 1) + ":" : "-".repeat(w)).join(" | ")
   } |`,
 );
 for (const r of rows) console.log(line(r));

@@ -66,6 +66,7 @@ import type { Consensus } from "./types.ts";
 import { decodeLease, encodeLease } from "./_lease_record.ts";
 import { host } from "./_runtime.ts";
 import { checkKey } from "./_validate.ts";
+import { wakeSourceOf, type WakeSubscription } from "./_wake.ts";
 
 /** RHO: the bound on how far any clock's rate may stray from real time. */
 export const DRIFT_BOUND = 0.01;
@@ -250,6 +251,12 @@ class Acquisition {
   readonly #nonce = host.crypto.randomUUID();
   #stopped = false;
   #wake: (() => void) | undefined;
+  /** Ends a wait for change early: a wake-up came (see #waitForChange). */
+  #changed: (() => void) | undefined;
+  /** A wake-up came since the last read began: the next wait returns at once. */
+  #dirty = false;
+  /** The highest seqno a read returned; wake-ups at or below it are old news. */
+  #seen = -1n;
   /**
    * The highest seqno of ours whose compare-and-set was indeterminate, while
    * it may still be written (until a read shows that seqno taken).
@@ -269,10 +276,21 @@ class Acquisition {
   stop(): void {
     this.#stopped = true;
     this.#wake?.();
+    this.#changed?.();
   }
 
   async run(): Promise<Lease> {
+    let subscription: WakeSubscription | undefined;
     try {
+      // Subscribe before the first read, so that a commit after that read
+      // wakes this contender (for a listening store: LISTEN is in effect).
+      // A source that fails leaves the contender polling, as without one.
+      // Without a source, not even an await: the steps stay as they were.
+      const source = wakeSourceOf(this.#store);
+      if (source !== undefined) {
+        subscription = await source.subscribe(this.#s.key, (seqno) => this.#woken(seqno))
+          .catch(() => undefined);
+      }
       return await this.#compete();
     } catch (error) {
       if (
@@ -286,7 +304,17 @@ class Acquisition {
           `it was written`,
         { determinate: false, code: error.code, cause: error },
       );
+    } finally {
+      // Not awaited: the outcome is known, and a listening store's UNLISTEN
+      // must not delay the grant it no longer concerns.
+      subscription?.close().catch(() => {});
     }
+  }
+
+  #woken(seqno?: bigint): void {
+    if (seqno !== undefined && seqno <= this.#seen) return;
+    this.#dirty = true;
+    this.#changed?.();
   }
 
   async #compete(): Promise<Lease> {
@@ -294,6 +322,8 @@ class Acquisition {
     for (;;) {
       if (this.#stopped) throw STOPPED;
       let head;
+      // A wake-up from here on calls for another read after this one.
+      this.#dirty = false;
       try {
         head = await this.#store.head(key);
         this.#failures = 0;
@@ -308,6 +338,7 @@ class Acquisition {
       if (head !== undefined) {
         const record = decodeLease("acquire lease", key, head);
         next = head.seqno + 1n;
+        if (head.seqno > this.#seen) this.#seen = head.seqno;
         if (this.#unsettled !== undefined && head.seqno >= this.#unsettled) {
           this.#unsettled = undefined; // taken: ours, seen below, or never to be written
         }
@@ -382,13 +413,38 @@ class Acquisition {
     if (this.#stopped) throw STOPPED;
   }
 
-  // WATCH: the one place that polls. When `watch(store, key)` is available,
-  // wait here for the next version of the key (or `ms`, whichever comes
-  // first) instead of sleeping: a release is then seen as soon as it
-  // commits. The timing rule stays as it is: the wait on a held version
-  // still counts from the moment a read (or a watch event) delivered it.
+  // The one place a contender waits for the key to change: until a wake-up
+  // from the store (its own commits; for PostgresConsensus, notifications
+  // from stores with `notify: true`; see src/_wake.ts) says a version above
+  // the last one read may be there, or `ms` (the poll interval, or what is
+  // left of the ttl), whichever comes first.
+  //
+  // Why wake-ups change no safety argument: a wake-up carries no data and
+  // grants nothing. It only ends this wait early, and the loop then READS
+  // the head, as after a poll. The ttl wait on a held version counts from
+  // when a read first returned that seqno (#watched.since), and only a read
+  // of a different seqno restarts it; a read sooner than the poll interval
+  // leaves `since` as it was, so a takeover still needs the same seqno seen
+  // unchanged for a whole ttl on this process's clock (step 4). A released
+  // version is taken over, as before, only after a read returned it, so
+  // after it committed, so after the holder's signal aborted (step 7). A
+  // lost or late wake-up only makes the next read wait for the timer, as
+  // without wake-ups; a spurious or duplicated one costs one read. So the
+  // poll stays: the fallback for stores and writers that do not notify, and
+  // the safety net for lost notifications.
   #waitForChange(ms: number): Promise<void> {
-    return this.#sleep(ms);
+    if (this.#dirty || this.#stopped) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        this.#changed = undefined;
+        resolve();
+      };
+      const timer = this.#clock.setTimer(done, ms);
+      this.#changed = () => {
+        this.#clock.clearTimer(timer);
+        done();
+      };
+    });
   }
 
   #sleep(ms: number): Promise<void> {

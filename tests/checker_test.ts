@@ -483,6 +483,165 @@ Deno.test("checker: compareAndSetMany histories that are not linearizable", () =
   assert(skewed.reasons.some((r) => r.includes("no single instant")), skewed.reasons.join("; "));
 });
 
+// ---- One order over all keys (torture/global_order.ts): histories that are
+// linearizable key by key, where only a single order of every key decides.
+
+function globalVerdict(rows: KeyedRow[]) {
+  const result = checkHistory(keyed(rows));
+  const perKey = result.keys.filter((k) => k.key !== "(global order)");
+  const global = result.keys.find((k) => k.key === "(global order)");
+  return { status: result.status, perKey: perKey.map((k) => k.status), global };
+}
+// Version 0 of a, b and c, committed by one call before anything else.
+const setup3: KeyedRow = [
+  9,
+  "a",
+  many(["a", 0, "a0"], ["b", 0, "b0"], ["c", 0, "c0"]),
+  0,
+  1,
+  committed,
+];
+
+Deno.test("checker: two transfers applied in opposite orders on two keys are not linearizable", () => {
+  // a: A then B; b: B then A. Each key alone is fine, and no single read's
+  // bounds cross (rule 4 of multi_key.ts passes): only one order of both
+  // keys shows it.
+  const { status, perKey, global } = globalVerdict([
+    setup,
+    [0, "a", many(["a", 1, "Aa"], ["b", 2, "Ab"]), 2, 10, committed],
+    [1, "a", many(["a", 2, "Ba"], ["b", 1, "Bb"]), 2, 10, committed],
+    [2, "a", head, 11, 12, ok(v(2, "Ba"))],
+    [2, "b", head, 13, 14, ok(v(2, "Ab"))],
+  ]);
+  assertEquals(perKey, ["ok", "ok"], "each key alone is linearizable");
+  assertEquals(status, "violation");
+  assertEquals(global?.status, "violation");
+  assert(global?.reason?.startsWith("no single order"), global?.reason);
+  assertEquals(global?.witness?.map((e) => e.id).sort(), [1, 2]);
+  assertEquals(global?.keys, ["a", "b"]);
+});
+
+Deno.test("checker: a cycle through real time and two transfers is not linearizable", () => {
+  // A (a, b) precedes B (b, c) on b; a read of c sees B, and a read of a
+  // that starts after it ends does not see A yet: B, the reads, A, B.
+  const { status, perKey, global } = globalVerdict([
+    setup3,
+    [0, "a", many(["a", 1, "Aa"], ["b", 1, "Ab"]), 2, 20, committed],
+    [1, "b", many(["b", 2, "Bb"], ["c", 1, "Bc"]), 2, 20, committed],
+    [2, "c", head, 3, 4, ok(v(1, "Bc"))],
+    [2, "a", head, 5, 6, ok(v(0, "a0"))],
+  ]);
+  assertEquals(perKey, ["ok", "ok", "ok"], "each key alone is linearizable");
+  assertEquals(status, "violation");
+  assertEquals(global?.status, "violation");
+  assertEquals(global?.witness?.map((e) => e.id).sort(), [1, 2, 3, 4]);
+  // The same with the two reads overlapping: the read of a can come first,
+  // then A, B and the read of c, all inside the calls.
+  const overlapping = globalVerdict([
+    setup3,
+    [0, "a", many(["a", 1, "Aa"], ["b", 1, "Ab"]), 2, 20, committed],
+    [1, "b", many(["b", 2, "Bb"], ["c", 1, "Bc"]), 2, 20, committed],
+    [2, "c", head, 3, 5, ok(v(1, "Bc"))],
+    [3, "a", head, 4, 6, ok(v(0, "a0"))],
+  ]);
+  assertEquals(overlapping.global?.status, "ok", overlapping.global?.reason);
+  assertEquals(overlapping.status, "ok");
+});
+
+Deno.test("checker: transfers that fit one order over all keys are accepted", () => {
+  const accepted = (rows: KeyedRow[]) => {
+    const { status, global } = globalVerdict(rows);
+    assertEquals(global?.status, "ok", global?.reason);
+    assertEquals(status, "ok");
+  };
+  // A then B, seen in that order on every key.
+  accepted([
+    setup3,
+    [0, "a", many(["a", 1, "Aa"], ["b", 1, "Ab"]), 2, 10, committed],
+    [1, "b", many(["b", 2, "Bb"], ["c", 1, "Bc"]), 3, 12, committed],
+    [2, "c", head, 4, 5, ok(v(0, "c0"))],
+    [2, "a", head, 6, 7, ok(v(1, "Aa"))],
+    [2, "c", head, 13, 14, ok(v(1, "Bc"))],
+    [3, "b", scan(0), 15, 16, ok([v(0, "b0"), v(1, "Ab"), v(2, "Bb")])],
+  ]);
+  // A transfer and a concurrent write of another key, each seen by one
+  // reader before the other's.
+  accepted([
+    setup3,
+    [0, "a", many(["a", 1, "Aa"], ["b", 1, "Ab"]), 2, 10, committed],
+    [1, "c", many(["c", 1, "Cc"]), 2, 10, committed],
+    [2, "a", head, 3, 4, ok(v(1, "Aa"))],
+    [2, "c", head, 5, 6, ok(v(0, "c0"))],
+    [3, "c", head, 7, 8, ok(v(1, "Cc"))],
+    [3, "b", head, 11, 12, ok(v(1, "Ab"))],
+  ]);
+  // A truncate of a invoked just after a transfer and placed after it by a's
+  // search, which real time through a read of b puts before it: truncates
+  // need only the write of their seqno before them, not the order chosen.
+  accepted([
+    setup,
+    [1, "a", cas(1, "a1"), 2, 3, committed],
+    [0, "a", many(["a", 2, "Ca"], ["b", 1, "Cb"]), 10, 20, committed],
+    [2, "a", truncate(1), 10.5, 12, ok(1)],
+    [3, "b", head, 13, 14, ok(v(0, "b0"))],
+    [3, "a", head, 21, 22, ok(v(2, "Ca"))],
+  ]);
+  // An unknown call that a's search must apply (a blind write of a's seqno
+  // 2 committed) and b's search had no need for (an unknown write of b
+  // took its place): decided jointly, it committed on both.
+  accepted([
+    setup,
+    [1, "b", cas(1, "y"), 1.5, null, unknown],
+    [0, "a", many(["a", 1, "Ca"], ["b", 1, "Cb"]), 2, null, unknown],
+    [2, "a", cas(2, "x"), 3, 4, committed],
+  ]);
+  // A mismatch that one key explains, with a single-key write between two
+  // transfers, and a truncate.
+  accepted([
+    setup,
+    [0, "a", many(["a", 1, "Aa"], ["b", 1, "Ab"]), 2, 4, committed],
+    [1, "b", cas(2, "x"), 5, 8, committed],
+    [0, "a", many(["a", 2, "Ba"], ["b", 2, "Bb"]), 6, 7, mismatch],
+    [2, "a", truncate(1), 9, 10, ok(1)],
+    [2, "b", head, 11, 12, ok(v(2, "x"))],
+  ]);
+});
+
+Deno.test("checker: a mismatch two keys could explain needs a point of the order where one does", () => {
+  // Setup of a, b, c and d at version 0.
+  const setup4: KeyedRow = [
+    9,
+    "a",
+    many(["a", 0, "a0"], ["b", 0, "b0"], ["c", 0, "c0"], ["d", 0, "d0"]),
+    0,
+    1,
+    committed,
+  ];
+  // Explained: a's seqno 1 was taken inside the call.
+  const explained = globalVerdict([
+    setup4,
+    [0, "a", many(["a", 1, "Ma"], ["b", 1, "Mb"]), 2, 10, mismatch],
+    [1, "a", cas(1, "x"), 3, 4, committed],
+    [2, "b", cas(1, "y"), 3, 11, committed],
+  ]);
+  assertEquals(explained.global?.status, "ok", explained.global?.reason);
+  // Not explained: a's and b's seqno 1 were taken by calls that reads of c
+  // and d, invoked after the mismatch returned, show had not happened yet.
+  // Each key alone could explain it (nothing read a or b), so only the order
+  // of all keys shows both heads at seqno - 1 throughout the call.
+  const unexplained = globalVerdict([
+    setup4,
+    [0, "a", many(["a", 1, "Ma"], ["b", 1, "Mb"]), 2, 10, mismatch],
+    [1, "a", many(["a", 1, "Ca"], ["c", 1, "Cc"]), 5, 20, committed],
+    [2, "b", many(["b", 1, "Yb"], ["d", 1, "Yd"]), 5, 20, committed],
+    [3, "c", head, 11, 12, ok(v(0, "c0"))],
+    [4, "d", head, 11, 12, ok(v(0, "d0"))],
+  ]);
+  assertEquals(unexplained.perKey, ["ok", "ok", "ok", "ok"]);
+  assertEquals(unexplained.global?.status, "unknown", "never ok");
+  assert(unexplained.global?.reason?.includes("#1 was told"), unexplained.global?.reason);
+});
+
 Deno.test("checker: compareAndSetMany in the durable state, all or nothing", () => {
   const entries = keyed([
     setup,

@@ -38,8 +38,14 @@ const decoder = new TextDecoder();
 /** The shared store, recording the real (virtual) time of every commit. */
 class Recorded extends MemoryConsensus {
   readonly commits: { at: number; seqno: bigint; record: Record<string, unknown> }[] = [];
+  /** Head reads, by real time. */
+  readonly reads: number[] = [];
   constructor(readonly vt: VirtualTime) {
     super();
+  }
+  override head(key: string): Promise<VersionedData | undefined> {
+    this.reads.push(this.vt.now);
+    return super.head(key);
   }
   override async compareAndSet(key: string, next: VersionedData): Promise<CasResult> {
     const outcome = await super.compareAndSet(key, next);
@@ -69,9 +75,9 @@ function simulation(seed = 1) {
   const vt = new VirtualTime();
   const shared = new Recorded(vt);
   const random = seededRandom(seed);
-  const contender = (name: string, rate = 1, delay = () => 1): Contender => {
+  const contender = (name: string, rate = 1, delay = () => 1, wakes = false): Contender => {
     const process = new SimProcess(vt, name, rate, 1e5 * random());
-    const store = new SimStore(shared, process, vt, { random, delay });
+    const store = new SimStore(shared, process, vt, { random, delay, wakes });
     return {
       process,
       store,
@@ -185,6 +191,75 @@ Deno.test("lease: release() hands over at once, after the holder's signal aborte
   assertGreater(second.value!.token, lease.token);
   assertEquals(await drive(vt, lease.release()), undefined, "again: same outcome");
   await drive(vt, second.value!.release());
+  vt.close();
+});
+
+/**
+ * Lets a new acquisition's subscription to wake-ups settle before time runs:
+ * it takes a few promise turns and no simulated time, so a run with no event
+ * queued yet would end before its first read.
+ */
+async function subscribed(vt: VirtualTime): Promise<void> {
+  for (let i = 0; i < 5; i++) await vt.settle();
+}
+
+Deno.test("lease: with wake-ups, release() hands over after a notification, not a poll interval", async () => {
+  // A poll as long as the ttl: only a wake-up can make the handover quick.
+  const ttlMs = 1000;
+  const run = async (wakes: boolean) => {
+    const { vt, shared, contender } = simulation();
+    const a = contender("a", 1, () => 1, wakes);
+    const b = contender("b", 1, () => 1, wakes);
+    const first = a.acquire({ ttlMs });
+    await subscribed(vt);
+    await vt.runUntil(50);
+    const lease = first.value!;
+    const second = b.acquire({ ttlMs, pollIntervalMs: ttlMs });
+    await subscribed(vt);
+    await vt.runUntil(2.5 * ttlMs); // b is in its wait, past several renewals
+    const readsBefore = shared.reads.length;
+    const releasedAt = vt.now;
+    const released = track(vt, lease.release());
+    await vt.runUntil(vt.now + 2 * ttlMs, () => second.at !== undefined);
+    assert(second.value !== undefined, "b acquired");
+    assert(released.error === undefined);
+    const handover = second.at! - releasedAt;
+    const reads = shared.reads.length - readsBefore;
+    await drive(vt, second.value.release());
+    vt.close();
+    return { handover, reads };
+  };
+  const woken = await run(true);
+  const polled = await run(false);
+  // Simulated time, 1 ms each way: release write, wake-up, read, grant.
+  assertLess(woken.handover, 10, "with wake-ups: a few one-way delays");
+  assertEquals(woken.reads, 1, "one read, on the wake-up");
+  assertGreater(polled.handover, 10 * woken.handover, "without: the next poll");
+});
+
+Deno.test("lease: wake-ups never shorten the ttl a contender waits for a silent holder", async () => {
+  // Every renewal wakes b, which reads again; a dead holder is still
+  // replaced only after its last version stayed unchanged for a ttl on b's
+  // clock, here at the drift bound's slow end.
+  const { vt, shared, contender } = simulation(3);
+  const a = contender("a", 1 + DRIFT_BOUND, () => 1, true);
+  const b = contender("b", 1 - DRIFT_BOUND, () => 1, true);
+  const first = a.acquire();
+  await subscribed(vt);
+  await vt.runUntil(20);
+  const second = b.acquire({ pollIntervalMs: TTL });
+  await subscribed(vt);
+  await vt.runUntil(20 * TTL);
+  assertEquals(second.at, undefined, "b never acquires while a renews");
+  const readsWhileHeld = shared.reads.length;
+  assertGreater(readsWhileHeld, 40, "b read on the renewals' wake-ups");
+  a.process.kill();
+  await vt.runUntil(25 * TTL);
+  const last = shared.commits.filter((c) => c.record.holder === "a").at(-1)!;
+  assert(second.value !== undefined, "b acquired");
+  assertGreater(second.value.token, first.value!.token);
+  assertGreater(second.at!, last.at + TTL / (1 - DRIFT_BOUND) - 5, "a whole ttl on b's clock");
+  await drive(vt, second.value.release());
   vt.close();
 });
 
@@ -576,6 +651,35 @@ Deno.test("lease: randomized rounds with pauses, partitions, kills and faults: 0
     tenures += report.tenures.length;
   }
   assertGreater(tenures, 600);
+});
+
+Deno.test("lease: randomized rounds with wake-ups (lost while partitioned): 0 violations", async () => {
+  // The rounds above, with every store passing on the shared store's
+  // wake-ups: contenders read on every renewal and release, and must still
+  // never take over early.
+  SimStore.wakesByDefault = true;
+  try {
+    let tenures = 0;
+    for (const options of [{ seed: 11 }, { seed: 12 }, { seed: 13, contenders: 8 }]) {
+      const report = await runLeaseRound(options);
+      assertEquals(report.unexpected, [], `seed ${options.seed}: unexpected errors`);
+      assertEquals(report.verdict.violations, [], `seed ${options.seed}`);
+      assertGreater(report.partitions, 3);
+      tenures += report.tenures.length;
+    }
+    assertGreater(tenures, 150);
+    // And the same harness still sees clocks drifting beyond the bound.
+    const drifting = await runLeaseRound({
+      seed: 1,
+      ttlMs: 1000,
+      pollIntervalMs: 20,
+      durationMs: 150_000,
+      drift: 0.04,
+    });
+    assert(!drifting.verdict.ok, "a violation is found with wake-ups too");
+  } finally {
+    SimStore.wakesByDefault = false;
+  }
 });
 
 Deno.test("lease: the checker catches clocks that drift beyond the bound", async () => {

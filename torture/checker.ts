@@ -11,8 +11,9 @@
  * the key is empty or `s` is above the head.
  *
  * How it decides:
- * 1. P-compositionality: a history is linearizable iff each key's
- *    sub-history is, so keys are checked one by one.
+ * 1. P-compositionality: a history of single-key operations is
+ *    linearizable iff each key's sub-history is, so keys are checked one by
+ *    one.
  * 2. Facts the model gives for free are used first: a seqno is committed at
  *    most once (heads only grow, so `s - 1` is the head only once), so two
  *    "committed" answers for one seqno, or a read of a version no write
@@ -32,7 +33,10 @@
  *
  * Compare-and-sets of several keys are projected onto their keys before the
  * search, and checked across keys before and after it; what that proves and
- * what it does not is beside the code, in `torture/multi_key.ts`.
+ * what it does not is beside the code, in `torture/multi_key.ts`. With them,
+ * P-compositionality no longer suffices: once every key passes, one order
+ * over all keys is sought from the keys' linearizations
+ * (`torture/global_order.ts`).
  *
  * The memo keys hash the linearized set (64-bit Zobrist) and the log's
  * contents (64-bit chain hash). A hash collision can only prune a branch,
@@ -43,6 +47,7 @@
  * @module
  */
 import type { Entry, Version } from "./history.ts";
+import { checkGlobalOrder, type KeyOrder, type OrderedOp } from "./global_order.ts";
 import { isProjected, type ManyStats, planMany } from "./multi_key.ts";
 
 /** Bounds on the search. */
@@ -104,11 +109,22 @@ export function checkHistory(entries: readonly Entry[], options: CheckOptions = 
   for (const entry of entries) if (entry.op.kind !== "casMany") file(entry.key, entry);
   for (const [key, parts] of plan.projected) for (const part of parts) file(key, part);
   const keys: KeyVerdict[] = [];
+  // Each key's linearization, for the check of one order over all keys;
+  // only needed when some operation spans keys (otherwise P-compositionality
+  // is the whole proof).
+  const orders: KeyOrder[] | undefined = plan.projected.size > 0 ? [] : undefined;
   for (const [key, list] of byKey) {
-    let verdict = checkKey(key, list, options, deadline, plan.mustCommit);
+    let verdict = checkKey(key, list, options, deadline, plan.mustCommit, orders);
     if (verdict.status === "violation" && !options.exact && verdict.searched <= 4_000) {
       // Rule out a hash collision before calling it a violation.
-      const exact = checkKey(key, list, { ...options, exact: true }, Infinity, plan.mustCommit);
+      const exact = checkKey(
+        key,
+        list,
+        { ...options, exact: true },
+        Infinity,
+        plan.mustCommit,
+        orders,
+      );
       if (exact.status !== "violation") verdict = exact;
     }
     keys.push(verdict);
@@ -125,6 +141,19 @@ export function checkHistory(entries: readonly Entry[], options: CheckOptions = 
       witness: violation.witness,
     });
   }
+  if (orders !== undefined && keys.every((k) => k.status === "ok")) {
+    const settled = settleSplitMany(orders, byKey, plan.mustCommit, options, deadline);
+    // Mismatches no key's search placed (two or more keys could explain them).
+    const placed = new Set<Entry>();
+    for (const parts of plan.projected.values()) {
+      for (const part of parts) if (isProjected(part)) placed.add(part.part);
+    }
+    const mismatches = entries.filter((e) =>
+      e.op.kind === "casMany" && e.outcome.type === "ok" && e.outcome.value === "mismatch" &&
+      !placed.has(e)
+    );
+    keys.push(checkGlobalOrder(settled, entries.length, mismatches));
+  }
   const status = keys.some((k) => k.status === "violation")
     ? "violation"
     : keys.some((k) => k.status === "unknown")
@@ -137,6 +166,65 @@ export function checkHistory(entries: readonly Entry[], options: CheckOptions = 
     many: plan.stats,
     elapsedMs: performance.now() - started,
   };
+}
+
+// An unknown compareAndSetMany that the per-key searches applied on some of
+// its keys and not on others has no single point; each key decided alone,
+// by where its search happened to need it. Decide it jointly: search its
+// keys again with it committed on all of them, or else left out of all of
+// them (an operation whose outcome is unknown may be taken as never run).
+// Either is a real choice of outcome, so the orders returned stay sound; a
+// call neither fits is left split, and the global check says "unknown".
+function settleSplitMany(
+  orders: readonly KeyOrder[],
+  byKey: Map<string, Entry[]>,
+  mustCommit: ReadonlySet<Entry>,
+  options: CheckOptions,
+  deadline: number,
+): KeyOrder[] {
+  const split = new Map<Entry, { yes: boolean; no: boolean }>();
+  for (const { ops } of orders) {
+    for (const op of ops) {
+      if (op.entry.op.kind !== "casMany" || op.entry.outcome.type !== "unknown") continue;
+      let seen = split.get(op.entry);
+      if (seen === undefined) split.set(op.entry, seen = { yes: false, no: false });
+      if (op.changes) seen.yes = true;
+      else seen.no = true;
+    }
+  }
+  const calls = [...split].filter(([, seen]) => seen.yes && seen.no).map(([entry]) => entry);
+  if (calls.length === 0) return [...orders];
+  const byOrderKey = new Map(orders.map((o) => [o.key, o]));
+  const forced = new Set(mustCommit);
+  for (const call of calls) {
+    const keys = [...new Set(keysOfMany(call))].filter((k) => byKey.has(k));
+    const partOf = (e: Entry) => isProjected(e) && e.part === call;
+    const attempt = (lists: Map<string, Entry[]>, force: Set<Entry>) => {
+      const out: KeyOrder[] = [];
+      for (const key of keys) {
+        if (checkKey(key, lists.get(key)!, options, deadline, force, out).status !== "ok") {
+          return undefined;
+        }
+      }
+      return out;
+    };
+    const parts = keys.flatMap((k) => byKey.get(k)!.filter(partOf));
+    const withIt = new Set([...forced, ...parts]);
+    let out = attempt(byKey, withIt);
+    if (out !== undefined) {
+      for (const part of parts) forced.add(part);
+    } else {
+      const without = new Map(keys.map((k) => [k, byKey.get(k)!.filter((e) => !partOf(e))]));
+      out = attempt(without, forced);
+      if (out !== undefined) { for (const [k, list] of without) byKey.set(k, list); }
+    }
+    for (const order of out ?? []) byOrderKey.set(order.key, order);
+  }
+  return [...byOrderKey.values()];
+}
+
+function keysOfMany(entry: Entry): string[] {
+  return entry.op.kind === "casMany" ? entry.op.entries.map((e) => e.key) : [entry.key];
 }
 
 // Operation kinds, as small integers for the hot loop.
@@ -270,6 +358,7 @@ function checkKey(
   options: CheckOptions,
   deadline: number,
   forced: ReadonlySet<Entry> = new Set(),
+  orders?: KeyOrder[],
 ): KeyVerdict {
   const ops = entries.length;
   const violation = (reason: string, witness: Entry[]): KeyVerdict => ({
@@ -433,7 +522,89 @@ function checkKey(
     }
   }
 
-  return search(key, ops, prepared, options, deadline);
+  if (orders === undefined) return search(key, ops, prepared, options, deadline);
+  const out: { order?: Placed[]; final?: State } = {};
+  const verdict = search(key, ops, prepared, options, deadline, out);
+  if (out.order !== undefined) orders.push(keyOrder(key, out.order, out.final!));
+  return verdict;
+}
+
+// The key's linearization as torture/global_order.ts needs it. Writes and
+// truncates change different parts of the state (the head and its log; the
+// low watermark), and a write never depends on the low watermark, so they
+// form two chains: the writes, in seqno order, and the truncates that raised
+// the low watermark, in the order of their seqnos, each after the write of
+// its seqno (it needed the head there). Every other operation gets the
+// range of write segments in which it is legal (segment j lies after the
+// j-th write), widened from where the search put it by replaying the model,
+// and, when it depends on the low watermark (a scan, a truncate that removed
+// nothing), the truncate segment the search put it in. Widening stops where
+// real time forbids going on anyway (a write that completed before the
+// operation was invoked, or was invoked after it completed), so its cost is
+// the writes that overlap the operation. A narrower range would only be a
+// stronger constraint: it can cost completeness, never soundness.
+function keyOrder(key: string, order: readonly Placed[], final: State): KeyOrder {
+  const writes: State[] = [EMPTY];
+  const writers: Entry[] = [];
+  const lows: number[] = [0];
+  const writeOf = new Map<number, number>(); // seqno -> place among the writes
+  const ops: OrderedOp[] = [];
+  const pure: { at: number; op: Prepared; t: number }[] = [];
+  for (let i = 0; i < order.length; i++) {
+    const { op, before } = order[i];
+    const after = i + 1 < order.length ? order[i + 1].before : final;
+    const entry = isProjected(op.entry) ? op.entry.part : op.entry;
+    if (after !== before && op.kind === CAS) {
+      writes.push(after);
+      writers.push(entry);
+      writeOf.set(op.seqno, writes.length - 1);
+      ops.push({
+        entry,
+        changes: true,
+        lo: writes.length - 1,
+        hi: writes.length - 1,
+        write: op.expect === OK && op.entry.outcome.type === "ok" ? op.seqno : undefined,
+        seqno: op.seqno,
+      });
+    } else if (after !== before) {
+      lows.push(after.low);
+      ops.push({
+        entry,
+        changes: true,
+        lo: 0,
+        hi: 0,
+        truncate: lows.length - 1,
+        follows: writeOf.get(op.seqno),
+      });
+    } else {
+      pure.push({ at: ops.length, op, t: lows.length - 1 });
+      ops.push({ entry, changes: false, lo: writes.length - 1, hi: writes.length - 1 });
+    }
+  }
+  const last = writes.length - 1;
+  for (const { at, op, t } of pure) {
+    const placed = ops[at];
+    if (op.kind === CAS && op.expect === UNKNOWN) {
+      // An unknown write that took no effect fits anywhere after its call.
+      ops[at] = { ...placed, lo: 0, hi: last };
+      continue;
+    }
+    // Heads, mismatches and RangeErrors read the head alone.
+    const low = op.kind === SCAN || (op.kind === TRUNCATE && op.expect !== RANGE);
+    const at_ = (j: number): State => low ? { ...writes[j], low: lows[t] } : writes[j];
+    const { call, ret } = op.entry;
+    let lo = placed.lo, hi = placed.hi;
+    // Segment lo - 1 is before write lo; segment hi + 1 after write hi + 1.
+    while (lo > 0 && writers[lo - 1].ret >= call && step(at_(lo - 1), op) !== null) lo--;
+    while (hi < last && writers[hi].call <= ret && step(at_(hi + 1), op) !== null) hi++;
+    const read = op.kind === HEAD
+      ? { top: op.readSeqno, whole: true }
+      : op.kind === SCAN && op.versions.length > 0
+      ? { top: op.versions.at(-1)!.seqno, whole: op.versions.length < op.limit }
+      : undefined;
+    ops[at] = { ...placed, lo, hi, read, truncate: low ? t : undefined };
+  }
+  return { key, ops, writes: writes.length - 1, truncates: lows.length - 1 };
 }
 
 interface Node {
@@ -444,12 +615,19 @@ interface Node {
   next: Node | null;
 }
 
+/** What a successful search placed, in order, and the state before each. */
+interface Placed {
+  readonly op: Prepared;
+  readonly before: State;
+}
+
 function search(
   key: string,
   ops: number,
   prepared: readonly Prepared[],
   options: CheckOptions,
   deadline: number,
+  out?: { order?: Placed[]; final?: State },
 ): KeyVerdict {
   const n = prepared.length;
   const maxSteps = options.maxSteps ?? 20_000_000;
@@ -653,6 +831,10 @@ function search(
       if (back === null) return notLinearizable();
       resume(back);
     }
+  }
+  if (out !== undefined) {
+    out.order = stack.map((s) => ({ op: prepared[s.node.op], before: s.state }));
+    out.final = state;
   }
   return { key, status: "ok", ops, searched: n, steps };
 }

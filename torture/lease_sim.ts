@@ -13,6 +13,7 @@
  */
 import { type CasResult, type Consensus, ConsensusError, type VersionedData } from "../mod.ts";
 import type { LeaseClock } from "../src/_lease.ts";
+import { provideWakeSource, wakeSourceOf } from "../src/_wake.ts";
 
 interface Event {
   at: number;
@@ -185,10 +186,22 @@ export interface NetworkOptions {
   late?: number;
   /** How long a partitioned call waits before it fails indeterminately (the store's timeout). @default {500} */
   timeoutMs?: number;
+  /**
+   * Pass on the shared store's wake-ups (src/_wake.ts) to this process, each
+   * after a one-way delay, as notifications would be; none arrive while
+   * partitioned (lost), and they are not `complete`, as with Postgres.
+   * @default {SimStore.wakesByDefault}
+   */
+  wakes?: boolean;
 }
 
 /** A shared store as one {@linkcode SimProcess} sees it across the network. */
 export class SimStore implements Consensus {
+  /**
+   * `wakes` for stores whose options leave it out: lets a test run rounds
+   * built elsewhere (torture/lease_round.ts) with wake-ups.
+   */
+  static wakesByDefault = false;
   readonly #inner: Consensus;
   readonly #process: SimProcess;
   readonly #vt: VirtualTime;
@@ -215,8 +228,27 @@ export class SimStore implements Consensus {
       indeterminate: 0,
       late: 0,
       timeoutMs: 500,
+      wakes: SimStore.wakesByDefault,
       ...net,
     };
+    const source = this.#net.wakes ? wakeSourceOf(inner) : undefined;
+    if (source !== undefined) {
+      provideWakeSource(this, {
+        subscribe: async (key, wake) => {
+          const inner = await source.subscribe(key, (seqno) => {
+            if (this.partitioned || this.#closed) return;
+            vt.schedule(vt.now + this.#net.delay(), () => process.run(() => wake(seqno)));
+          });
+          return {
+            complete: false,
+            get closed() {
+              return inner.closed;
+            },
+            close: () => inner.close(),
+          };
+        },
+      });
+    }
   }
 
   #call<T>(write: boolean, run: () => Promise<T>): Promise<T> {

@@ -61,17 +61,16 @@
  *
  * ## What it does not prove
  *
- * - That one total order of every key's operations exists in which each
- *   committed `casMany` is a single point. The keys are searched one by one;
- *   rule 4 only compares the bounds that single operations give. Two
- *   `casMany`s ordered one way on one key and the other way on another, with
- *   nothing else to pin them, pass unless their bounds cross.
+ * - Rule 4 alone does not show that one total order of every key's
+ *   operations exists in which each committed `casMany` is a single point;
+ *   `torture/global_order.ts` does, after the per-key search.
  * - For a mismatch with two or more keys that could explain it, that one of
- *   them does in that key's linearized order: rule 2 uses the bounds that
- *   hold in every linearization, not the order the search found.
+ *   them does: rule 2 uses the bounds that hold in every linearization;
+ *   `torture/global_order.ts` checks it against the order of all keys.
  * - That an indeterminate `casMany` committed on every key or on none,
- *   when nothing read or overwrote it: each key decides alone; only the
- *   final table (rule 5) ties them, and only for versions still there.
+ *   when nothing read or overwrote it: each key decides alone here;
+ *   `torture/checker.ts` decides it jointly when the keys disagree, and the
+ *   final table (rule 5) ties what is still there.
  *
  * @module
  */
