@@ -69,6 +69,18 @@ if (runtime.Deno) {
   );
 }
 
+// The campaign holds this process's stdin open: when it ends (the campaign
+// exited, even killed), so does the contender, rather than contend forever.
+if (runtime.Deno) {
+  (async () => {
+    for await (const _ of runtime.Deno.stdin.readable) { /* nothing is sent */ }
+    exit(0);
+  })();
+} else {
+  runtime.process.stdin.on("end", () => exit(0));
+  runtime.process.stdin.resume();
+}
+
 const ttlMs = Number(env("LEASE_TTL_MS"));
 const key = env("LEASE_KEY");
 const holder = env("WORKER_NAME");

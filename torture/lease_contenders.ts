@@ -161,7 +161,8 @@ export class LeaseContenders {
         WORKER_NAME: name,
         APPLICATION_NAME: this.#options.applicationName,
       },
-      stdin: "null",
+      // Held open and never written: the contender exits when it closes.
+      stdin: "piped",
       stdout: "piped",
       stderr: "piped",
     }).spawn();

@@ -18,7 +18,8 @@
  * 4. No version before its write: a version is yielded after the invocation
  *    of the compare-and-set that wrote it.
  * 5. Complete: a watcher that ended normally after the writes stopped saw
- *    every version up to the final head (when the round gives the heads).
+ *    every version up to the final head (when the round gives the heads);
+ *    one that yielded nothing reached the version before its `from`.
  * 6. A truncation error names the version the watcher expected next, and a
  *    truncate above that seqno was invoked before the error (legal);
  *    otherwise it is counted illegal.
@@ -231,7 +232,10 @@ export function checkWatches(
     const end = watch.end;
     if (end.type === "stopped") {
       const head = finalHeads?.get(watch.key);
-      const reached = versions.at(-1)?.seqno;
+      // A run that yielded nothing reached the version before its `from`
+      // (a run restarted after a failure may start past the final head).
+      const reached = versions.at(-1)?.seqno ??
+        (watch.from !== undefined && watch.from > 0n ? watch.from - 1n : undefined);
       if (head !== undefined && (reached === undefined || reached < head)) {
         fail("short", `stopped at ${reached ?? "nothing"}, short of the final head ${head}`);
       }
