@@ -3,7 +3,7 @@
 // reordering apart and counts each, counts legal and illegal truncation
 // errors, and takes store failures and early leaves as legal ends; the
 // lease checker counts overlaps and falling tokens.
-import { assertEquals } from "@std/assert";
+import { assert, assertEquals } from "@std/assert";
 import type { Entry, Op, Outcome } from "../torture/history.ts";
 import { checkTenures, type Tenure } from "../torture/lease_checker.ts";
 import { checkWatches, type WatchRecord } from "../torture/watch_checker.ts";
@@ -103,4 +103,20 @@ Deno.test("watch checker: a run restarted past the final head is complete", () =
   // From 5 with nothing yielded, it fell short of 5.
   const short = checkWatches(writes, [watcher(1, { from: 5n, versions: [] })], heads);
   assertEquals(short.violations.map((v) => v.kind), ["short"]);
+});
+
+Deno.test("watch checker: a TruncatedError's available must be where a truncate cut", () => {
+  const truncated = (available: bigint) =>
+    watcher(0, {
+      versions: seen(0n, 1n),
+      end: { type: "truncated", seqno: 2n, available, at: 200 },
+    });
+  // The truncate to 3 began at 55: the log began at 3.
+  assertEquals(checkWatches([...writes, truncate], [truncated(3n)]).truncationsLegal, 1);
+  // No truncate to 4 ever began; and a log that begins at the named seqno lost nothing.
+  for (const available of [4n, 2n]) {
+    const result = checkWatches([...writes, truncate], [truncated(available)]);
+    assertEquals(result.truncationsIllegal, 1, `available ${available}`);
+    assert(result.violations.length > 0 && result.violations.every((v) => v.kind === "truncation"));
+  }
 });

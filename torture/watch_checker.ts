@@ -21,7 +21,9 @@
  *    every version up to the final head (when the round gives the heads);
  *    one that yielded nothing reached the version before its `from`.
  * 6. A truncation error names the version the watcher expected next, and a
- *    truncate above that seqno was invoked before the error (legal);
+ *    truncate above that seqno was invoked before the error (when the round
+ *    recorded the error's `available`, where the log then began: a truncate
+ *    to exactly there, above the named seqno), which makes it legal;
  *    otherwise it is counted illegal.
  * 7. How it ends: stopped by the round, left early by its consumer (`left`:
  *    no completeness asked), failed with a store error (`failed`, a
@@ -57,7 +59,13 @@ export interface WatchRecord {
     | { readonly type: "stopped" }
     | { readonly type: "left" }
     | { readonly type: "failed"; readonly message: string }
-    | { readonly type: "truncated"; readonly seqno: bigint; readonly at: number }
+    | {
+      readonly type: "truncated";
+      readonly seqno: bigint;
+      /** The error's `available`: where the log began, when the round recorded it. */
+      readonly available?: bigint;
+      readonly at: number;
+    }
     | { readonly type: "error"; readonly message: string };
 }
 
@@ -245,15 +253,26 @@ export function checkWatches(
         legal = false;
         fail("truncation", `named ${end.seqno} as truncated, expected ${next}`);
       }
+      // The log then began at `available`: the low watermark is the bound of
+      // a truncate, so one to exactly there began before the error.
+      const { available } = end;
+      if (available !== undefined && available <= end.seqno) {
+        legal = false;
+        fail("truncation", `reported ${end.seqno} truncated, the log beginning at ${available}`);
+      }
       const cause = (truncates.get(watch.key) ?? []).find((e) =>
-        e.op.kind === "truncate" && e.op.seqno > end.seqno && e.call <= end.at &&
-        e.outcome.type !== "fail" && e.outcome.type !== "range"
+        e.op.kind === "truncate" &&
+        (available === undefined ? e.op.seqno > end.seqno : e.op.seqno === available) &&
+        e.call <= end.at && e.outcome.type !== "fail" && e.outcome.type !== "range"
       );
       if (cause === undefined) {
         legal = false;
         fail(
           "truncation",
-          `reported ${end.seqno} truncated, but no truncate above it began before that`,
+          available === undefined
+            ? `reported ${end.seqno} truncated, but no truncate above it began before that`
+            : `reported ${end.seqno} truncated up to ${available}, but no truncate to ${available} ` +
+              `began before that`,
         );
       }
       if (legal) truncationsLegal++;

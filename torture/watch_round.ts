@@ -155,7 +155,12 @@ export async function runWatchRound(
         }
       } catch (error) {
         if (error instanceof TruncatedError) {
-          end = { type: "truncated", seqno: error.seqno, at: performance.now() };
+          end = {
+            type: "truncated",
+            seqno: error.seqno,
+            available: error.available,
+            at: performance.now(),
+          };
           from = error.available;
           truncations++;
         } else if (error instanceof ConsensusError) {
