@@ -195,6 +195,9 @@ export async function startCoordination(options: CoordinationOptions): Promise<C
   return {
     history,
     async finish() {
+      // The contenders stop even if the watch part failed.
+      const stopping = Promise.allSettled([watching ?? Promise.resolve(undefined)])
+        .then(() => contenders?.stop());
       try {
         let watch: WatchPart | undefined;
         if (watching !== undefined) {
@@ -202,9 +205,10 @@ export async function startCoordination(options: CoordinationOptions): Promise<C
           const check = checkWatches(result.history.entries, result.watches, result.finalHeads);
           watch = { result, check, notify, listenKills };
         }
-        const lease = await contenders?.stop();
+        const lease = await stopping;
         return { watch, lease };
       } finally {
+        await stopping.catch(() => {});
         for (const store of stores) await store.close().catch(() => {});
         await Promise.all(pools.map((sql) => sql.end({ timeout: 1 }).catch(() => {})));
       }
