@@ -3,7 +3,8 @@
 // fault kind injected, the history checked for linearizability, and
 // acknowledged writes checked after crashes; then a short fresh-key storm at
 // each isolation level; then compareAndSetMany transfers at each level and
-// under faults. `deno task torture` runs the long version.
+// under faults; then watchers and lease contenders beside the workload under
+// faults. `deno task torture` runs the long version.
 import { assert, assertEquals } from "@std/assert";
 import {
   formatReport,
@@ -140,5 +141,45 @@ Deno.test({
     assert(figures !== undefined && figures.rounds >= 1, "no transfer round under faults");
     assert(figures.many.committed >= 100, `${figures.many.committed} committed`);
     assert(figures.many.unknown > 0, "no compareAndSetMany ended indeterminate");
+  },
+});
+
+Deno.test({
+  name: "torture: watchers and lease contenders beside the workload under every fault kind",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    // One 20 s fault round: 2 watchers per key on each watcher store (plus
+    // late ones from an old seqno), listening connections terminated, 3
+    // lease contender processes paused, stalled and killed past the ttl.
+    const report = await runCampaign({
+      durationMs: 20_000,
+      roundMs: 20_000,
+      maxOpsPerRound: 200_000,
+      stormShare: 0,
+      watchers: 2,
+      leaseContenders: 3,
+      log: () => {},
+    });
+    console.log(formatReport(report, "tests/torture_test.ts (watch and lease under faults)"));
+    for (const failure of report.failures) console.log(`FAILURE: ${failure}`);
+    assertEquals(report.violations, 0, "linearizability violations");
+    assertEquals(report.writesLost, 0, "acknowledged writes lost");
+    assertEquals(report.undecided, 0, "keys the checker could not decide");
+    assertEquals(report.unexpectedErrors, 0, "errors other than ConsensusError/RangeError");
+    const { watch, lease } = report;
+    assertEquals(watch.violations, 0, "watch violations");
+    assertEquals([watch.gaps, watch.duplicates, watch.outOfOrder], [0, 0, 0]);
+    assertEquals(watch.truncationsIllegal, 0, "illegal TruncatedErrors");
+    assertEquals(lease.violations, 0, "lease violations");
+    assertEquals([lease.overlaps, lease.tokenRegressions], [0, 0]);
+    assertEquals(lease.crashes, 0, "lease contenders that crashed");
+    assert(watch.rounds >= 1 && watch.versions >= 1_000, `${watch.versions} versions delivered`);
+    assert(watch.late > 0, "no late watcher");
+    assert(watch.truncationsLegal > 0, "no watcher fell behind the truncator");
+    assert(watch.listenKills > 0, "no listening connection terminated");
+    assert(lease.grants >= 3, `only ${lease.grants} lease grants`);
+    assert(lease.pauses + lease.stalls + lease.kills > 0, "no contender disturbed");
+    for (const kind of FAULT_KINDS) assert(report.faults[kind] > 0, `no ${kind} fault injected`);
   },
 });

@@ -29,13 +29,21 @@
  * compareAndSetMany is all or nothing in the table at the end (and after
  * each immediate shutdown), and that the accounts' balances still add up.
  *
+ * Fault rounds also run watchers and lease contenders beside their workload
+ * when `watchers` and `leaseContenders` ask for them (`torture/coordination.ts`),
+ * on the same table and the same faulty paths; after the round the
+ * watchers' histories go through the watch checker and the contenders'
+ * tenures through the lease checker.
+ *
  * @module
  */
 import postgres from "postgres";
 import { PostgresConsensus } from "../mod.ts";
 import { fromPostgresJs } from "../src/adapters/postgres_js.ts";
 import { startThrowawayPostgres, type ThrowawayPostgres } from "../tools/postgres_server.ts";
+import { importMapArgs } from "../tools/_jsr.ts";
 import { checkHistory, describeEntries } from "./checker.ts";
+import { type CoordinationResult, startCoordination } from "./coordination.ts";
 import { FAULT_KINDS, type FaultKind, runFaults } from "./faults.ts";
 import {
   type Entry,
@@ -124,6 +132,19 @@ export interface CampaignOptions {
    * @default {["mix"]}
    */
   faultWorkloads?: readonly ("mix" | "transfers")[];
+  /**
+   * Watchers per key on each of the two watcher stores of every fault round
+   * (`torture/coordination.ts`); 0 for none.
+   *
+   * @default {0}
+   */
+  watchers?: number;
+  /** Live lease contender processes in every fault round; 0 for none. @default {0} */
+  leaseContenders?: number;
+  /** The contenders' lease ttl, in milliseconds. @default {1000} */
+  leaseTtlMs?: number;
+  /** Run every other lease contender under Bun (when on the PATH). @default {false} */
+  leaseBun?: boolean;
 }
 
 /** An isolation level, as `default_transaction_isolation` spells it. */
@@ -212,6 +233,63 @@ export interface TransferFigures {
   writesLost: number;
 }
 
+/** What the watchers of the fault rounds delivered and the watch checker found. */
+export interface WatchFigures {
+  /** Fault rounds with watchers. */
+  rounds: number;
+  /** Watcher runs (a watcher that failed or was truncated goes on as a new run). */
+  watchers: number;
+  /** Late watchers started from an old `from`. */
+  late: number;
+  /** Versions yielded, all watchers. */
+  versions: number;
+  /** Runs that ended with a store failure (a ConsensusError) and watched on. */
+  failed: number;
+  /** Listening connections terminated on purpose. */
+  listenKills: number;
+  /** Seqnos skipped (must be 0). */
+  gaps: number;
+  /** Versions yielded twice (must be 0). */
+  duplicates: number;
+  /** Versions yielded below one already yielded (must be 0). */
+  outOfOrder: number;
+  /** TruncatedErrors naming the expected seqno after a truncate above it began. */
+  truncationsLegal: number;
+  /** Other TruncatedErrors (must be 0). */
+  truncationsIllegal: number;
+  /** Every broken promise, those above included (must be 0). */
+  violations: number;
+  /** Rounds per notify mode. */
+  notify: Record<string, number>;
+}
+
+/** What the lease contenders of the fault rounds did and the lease checker found. */
+export interface LeaseFigures {
+  /** Fault rounds with contenders. */
+  rounds: number;
+  /** Contender processes started, per runtime. */
+  started: Record<string, number>;
+  /** Tenures (grants acted on). */
+  grants: number;
+  /** Tenures by how they ended. */
+  endings: Record<string, number>;
+  pauses: number;
+  stalls: number;
+  kills: number;
+  acquireErrors: { determinate: number; indeterminate: number };
+  releaseErrors: number;
+  /** Grants while another tenure was valid (must be 0). */
+  overlaps: number;
+  /** Tokens not above the previous grant's (must be 0). */
+  tokenRegressions: number;
+  /** Every violation, those above included (must be 0). */
+  violations: number;
+  /** Contenders that exited on their own but by a planned death (must be 0). */
+  crashes: number;
+  /** The smallest gap between one tenure's end and the next grant, ms. */
+  minGapMs: number;
+}
+
 /** The figures a campaign reports. */
 export interface CampaignReport {
   rounds: number;
@@ -250,6 +328,10 @@ export interface CampaignReport {
   manyAtomicity: number;
   /** Transfer rounds whose balances did not add up (must be 0). */
   conservationErrors: number;
+  /** The watchers of the fault rounds. */
+  watch: WatchFigures;
+  /** The lease contenders of the fault rounds. */
+  lease: LeaseFigures;
 }
 
 const APPLICATION_NAME = "torture";
@@ -289,6 +371,37 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRep
     transfers: [],
     manyAtomicity: 0,
     conservationErrors: 0,
+    watch: {
+      rounds: 0,
+      watchers: 0,
+      late: 0,
+      versions: 0,
+      failed: 0,
+      listenKills: 0,
+      gaps: 0,
+      duplicates: 0,
+      outOfOrder: 0,
+      truncationsLegal: 0,
+      truncationsIllegal: 0,
+      violations: 0,
+      notify: {},
+    },
+    lease: {
+      rounds: 0,
+      started: {},
+      grants: 0,
+      endings: {},
+      pauses: 0,
+      stalls: 0,
+      kills: 0,
+      acquireErrors: { determinate: 0, indeterminate: 0 },
+      releaseErrors: 0,
+      overlaps: 0,
+      tokenRegressions: 0,
+      violations: 0,
+      crashes: 0,
+      minGapMs: Infinity,
+    },
   };
   const stormShare = options.stormShare ?? 0.25;
   if (!(stormShare >= 0 && stormShare <= 1)) {
@@ -305,6 +418,7 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRep
   }
   const transferVariants = options.transferVariants ?? STORM_VARIANTS;
   const faultWorkloads = options.faultWorkloads ?? ["mix"];
+  const denoArgs = (options.leaseContenders ?? 0) > 0 ? await importMapArgs() : [];
   const server = await startThrowawayPostgres({ log: (line) => log(`[server] ${line}`) });
   // A driver's stray rejected promise (porsager's cancel() connection
   // reset during a fault, which the adapters discard with `void`) would end
@@ -390,6 +504,12 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRep
           pipeline: options.pipeline ?? false,
           runtime,
           workload,
+          watchers: options.watchers ?? 0,
+          leaseContenders: options.leaseContenders ?? 0,
+          leaseTtlMs: options.leaseTtlMs ?? 1_000,
+          leaseBun: options.leaseBun ?? false,
+          notifyMode: faultRounds - 1,
+          denoArgs,
         });
         report.rounds++;
         const label = workload === "transfers" ? "deno transfers" : runtime;
@@ -420,6 +540,12 @@ interface RoundOptions {
   pipeline: boolean;
   runtime: "deno" | "bun";
   workload: "mix" | "transfers";
+  watchers: number;
+  leaseContenders: number;
+  leaseTtlMs: number;
+  leaseBun: boolean;
+  notifyMode: number;
+  denoArgs: readonly string[];
 }
 
 async function runRound(
@@ -469,6 +595,28 @@ async function runRound(
     : undefined;
   let acknowledgedAtCrash: Entry[] = [];
   const controller = new AbortController();
+  const workloadEnded = new AbortController();
+  let faultsEnded = () => {};
+  const coordinating = options.watchers > 0 || options.leaseContenders > 0;
+  const coordination = coordinating
+    ? await startCoordination({
+      serverUrl: server.url,
+      proxyUrl,
+      table,
+      admin,
+      applicationName: APPLICATION_NAME,
+      watchers: options.watchers,
+      leaseContenders: options.leaseContenders,
+      leaseTtlMs: options.leaseTtlMs,
+      notifyMode: options.notifyMode,
+      durationMs: options.ms,
+      stopWriting: workloadEnded.signal,
+      faultsEnded: new Promise<void>((resolve) => faultsEnded = resolve),
+      denoArgs: options.denoArgs,
+      bun: options.leaseBun,
+    })
+    : undefined;
+  const watchEntries = () => coordination?.history.entries ?? [];
   const faults = runFaults({
     server,
     admin,
@@ -484,7 +632,7 @@ async function runRound(
     },
     adminApplicationName: ADMIN_APPLICATION_NAME,
     onCrash: () => {
-      acknowledgedAtCrash = history.entries.filter(isAcknowledgedCommit);
+      acknowledgedAtCrash = [...history.entries, ...watchEntries()].filter(isAcknowledgedCommit);
     },
     onRestarted: async (mode) => {
       if (mode !== "immediate") return;
@@ -540,9 +688,12 @@ async function runRound(
       history,
     });
   }
+  workloadEnded.abort();
   controller.abort();
   const roundFaults = await faults;
+  faultsEnded();
   report.workloadMs += performance.now() - started;
+  const coordinated = await coordination?.finish();
   for (const kind of FAULT_KINDS) report.faults[kind] += roundFaults[kind];
   for (const [name, value] of Object.entries(proxy.stats)) {
     report.proxy[name as keyof ProxyStats] += value;
@@ -557,6 +708,21 @@ async function runRound(
     log,
   );
   addDurability(report, final);
+  let coordinationNote = "";
+  if (coordinated !== undefined) {
+    const watchFinal = await verifyDurable(
+      admin,
+      quoted,
+      watchEntries().filter(isAcknowledgedCommit),
+      log,
+    );
+    addDurability(report, watchFinal);
+    // The watch writes' two-key commits are all or nothing too.
+    const broken = checkManyDurable(watchEntries(), await readVersions(admin, quoted));
+    reportAtomicity(report, round, broken, log);
+    const watchChecked = await checkRound(report, watchEntries(), round, options.saveDir);
+    coordinationNote = addCoordination(report, round, coordinated, watchChecked.violations, log);
+  }
   // compareAndSetMany calls are all or nothing in the table, and the balances add up.
   const rows = transferred !== undefined ? await readVersions(admin, quoted) : [];
   for (const store of stores) await store.close().catch(() => {});
@@ -573,7 +739,7 @@ async function runRound(
       history.entries.filter((e) => e.outcome.type === "unknown").length
     } unknown; ${transferNote}faults: ${counts}; check ${result.status} in ${
       result.elapsedMs.toFixed(0)
-    } ms`,
+    } ms${coordinationNote}`,
   );
   await admin.unsafe(`DROP TABLE IF EXISTS ${quoted}`).catch(() => {});
 }
@@ -826,6 +992,97 @@ function addTransfers(
     );
     log(`  CONSERVATION: the balances add up to ${total}, not ${transferred.expectedTotal}`);
   }
+}
+
+// Adds a fault round's watchers and lease contenders to the report; returns
+// the round's log note.
+function addCoordination(
+  report: CampaignReport,
+  round: number,
+  coordinated: CoordinationResult,
+  writeViolations: number,
+  log: (line: string) => void,
+): string {
+  const notes: string[] = [];
+  const { watch, lease } = coordinated;
+  if (watch !== undefined) {
+    const w = report.watch;
+    const c = watch.check;
+    w.rounds++;
+    w.watchers += c.watchers;
+    w.late += watch.result.late;
+    w.versions += c.versions;
+    w.failed += c.failed;
+    w.listenKills += watch.listenKills;
+    w.gaps += c.gaps;
+    w.duplicates += c.duplicates;
+    w.outOfOrder += c.outOfOrder;
+    w.truncationsLegal += c.truncationsLegal;
+    w.truncationsIllegal += c.truncationsIllegal;
+    w.violations += c.violations.length;
+    w.notify[watch.notify] = (w.notify[watch.notify] ?? 0) + 1;
+    for (const key of watch.result.headsUnread) {
+      report.anomalies.push(
+        `round ${round}: no store could read the final head of ${key}: its watchers were not ` +
+          `checked for completeness`,
+      );
+    }
+    for (const v of c.violations.slice(0, 10)) {
+      const record = watch.result.watches.find((r) => r.watcher === v.watcher);
+      const seen = record?.versions.map((x) => x.seqno).join(",") ?? "";
+      report.failures.push(
+        `round ${round}: watcher ${v.watcher} on ${v.key} (from ${
+          record?.from ?? "the head"
+        }): ${v.kind}: ${v.reason}; yielded ${
+          seen.length > 300 ? `${seen.slice(0, 300)}...` : seen
+        }`,
+      );
+      log(`  WATCH ${v.kind.toUpperCase()}: watcher ${v.watcher} on ${v.key}: ${v.reason}`);
+    }
+    notes.push(
+      `watch (${watch.notify}): ${c.watchers} watchers (${watch.result.late} late), ${c.versions} ` +
+        `versions, ${c.failed} store failures, truncation errors ${c.truncationsLegal} legal ` +
+        `${c.truncationsIllegal} illegal, ${watch.listenKills} listen kills, ` +
+        `${c.violations.length} watch violations, ${writeViolations} write violations`,
+    );
+  }
+  if (lease !== undefined) {
+    const l = report.lease;
+    const v = lease.verdict;
+    l.rounds++;
+    for (const [k, n] of Object.entries(lease.runtimes)) l.started[k] = (l.started[k] ?? 0) + n;
+    l.grants += lease.tenures.length;
+    for (const [k, n] of Object.entries(lease.endings)) l.endings[k] = (l.endings[k] ?? 0) + n;
+    l.pauses += lease.pauses;
+    l.stalls += lease.stalls;
+    l.kills += lease.kills;
+    l.acquireErrors.determinate += lease.acquireErrors.determinate;
+    l.acquireErrors.indeterminate += lease.acquireErrors.indeterminate;
+    l.releaseErrors += lease.releaseErrors;
+    l.overlaps += v.overlaps;
+    l.tokenRegressions += v.tokenRegressions;
+    l.violations += v.violations.length;
+    l.crashes += lease.crashes.length;
+    l.minGapMs = Math.min(l.minGapMs, v.minGapMs);
+    for (const text of v.violations.slice(0, 10)) {
+      report.failures.push(`round ${round}: lease: ${text}`);
+      log(`  LEASE: ${text}`);
+    }
+    for (const text of lease.crashes.slice(0, 5)) {
+      report.failures.push(`round ${round}: lease contender crashed: ${text}`);
+      log(`  LEASE CONTENDER CRASHED: ${text}`);
+    }
+    for (const text of lease.noise.slice(0, 5)) {
+      if (report.anomalies.length < 50) report.anomalies.push(`round ${round}: contender ${text}`);
+    }
+    notes.push(
+      `lease: ${lease.tenures.length} grants ${JSON.stringify(lease.endings)}, ${lease.pauses} ` +
+        `pauses, ${lease.stalls} stalls, ${lease.kills} kills, acquire errors ` +
+        `${lease.acquireErrors.determinate + lease.acquireErrors.indeterminate}, ` +
+        `${v.overlaps} overlaps, ${v.tokenRegressions} token regressions`,
+    );
+  }
+  return notes.map((n) => `; ${n}`).join("");
 }
 
 function reportAtomicity(
@@ -1117,7 +1374,53 @@ export function formatReport(report: CampaignReport, command: string): string {
     }`,
     ...formatStorm(report.storm),
     ...formatTransfers(report),
+    ...formatCoordination(report),
   ].join("\n");
+}
+
+// The watchers' and lease contenders' blocks, when fault rounds had them.
+function formatCoordination(report: CampaignReport): string[] {
+  const lines: string[] = [];
+  const w = report.watch;
+  if (w.rounds > 0) {
+    lines.push(
+      `watch:                 ${w.rounds} fault rounds (${
+        Object.entries(w.notify).map(([k, v]) => `${k} ${v}`).join(", ")
+      })`,
+      `  watchers:            ${w.watchers} runs (${w.late} late, from an old seqno), ` +
+        `${w.failed} ended by a store failure and watched on`,
+      `  versions delivered:  ${w.versions}`,
+      `  listen kills:        ${w.listenKills}`,
+      `  truncation errors:   ${w.truncationsLegal} legal, ${w.truncationsIllegal} illegal`,
+      `  gaps:                ${w.gaps}`,
+      `  duplicates:          ${w.duplicates}`,
+      `  out of order:        ${w.outOfOrder}`,
+      `  watch violations:    ${w.violations}`,
+    );
+  }
+  const l = report.lease;
+  if (l.rounds > 0) {
+    lines.push(
+      `lease:                 ${l.rounds} fault rounds, contenders started ${
+        Object.entries(l.started).map(([k, v]) => `${k} ${v}`).join(", ")
+      }`,
+      `  grants:              ${l.grants} (${
+        Object.entries(l.endings).map(([k, v]) => `${k} ${v}`).join(", ")
+      })`,
+      `  disturbed:           ${l.pauses} SIGSTOP pauses, ${l.stalls} busy-wait stalls, ` +
+        `${l.kills} SIGKILLs (all past the ttl)`,
+      `  store failures:      acquire ${l.acquireErrors.determinate} determinate, ` +
+        `${l.acquireErrors.indeterminate} indeterminate; release ${l.releaseErrors}`,
+      `  smallest handover:   ${
+        Number.isFinite(l.minGapMs) ? `${l.minGapMs.toFixed(1)} ms` : "none"
+      }`,
+      `  overlaps:            ${l.overlaps}`,
+      `  token regressions:   ${l.tokenRegressions}`,
+      `  lease violations:    ${l.violations}`,
+      `  contender crashes:   ${l.crashes}`,
+    );
+  }
+  return lines;
 }
 
 // One block per transfer round kind.
@@ -1181,10 +1484,13 @@ function formatStorm(storm: readonly StormFigures[]): string[] {
 
 /**
  * Whether the campaign passed: no violation, double commit, loss, undecided
- * key, unexpected error, compareAndSetMany half in the table or balance off.
+ * key, unexpected error, compareAndSetMany half in the table, balance off,
+ * watch violation, lease violation or crashed lease contender.
  */
 export function passed(report: CampaignReport): boolean {
   return report.violations === 0 && report.writesLost === 0 && report.undecided === 0 &&
     report.unexpectedErrors === 0 && report.doubleCommits === 0 &&
-    report.manyAtomicity === 0 && report.conservationErrors === 0;
+    report.manyAtomicity === 0 && report.conservationErrors === 0 &&
+    report.watch.violations === 0 && report.lease.violations === 0 &&
+    report.lease.crashes === 0;
 }

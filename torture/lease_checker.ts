@@ -49,6 +49,13 @@ export interface LeaseVerdict {
   readonly tenures: number;
   /** One line per problem. */
   readonly violations: readonly string[];
+  /** Grants made while an earlier tenure was still valid. */
+  readonly overlaps: number;
+  /**
+   * Grants whose token is not above the previous grant's, plus tokens
+   * granted twice (a duplicate next to its twin counts in both).
+   */
+  readonly tokenRegressions: number;
   /** The smallest real-time gap between one tenure's end and the next one's grant. */
   readonly minGapMs: number;
 }
@@ -72,10 +79,14 @@ const show = (t: Tenure) =>
  */
 export function checkTenures(tenures: readonly Tenure[]): LeaseVerdict {
   const violations: string[] = [];
+  let overlaps = 0, tokenRegressions = 0;
   const sorted = [...tenures].sort((a, b) => a.grantedAt - b.grantedAt);
   const tokens = new Set<bigint>();
   for (const tenure of sorted) {
-    if (tokens.has(tenure.token)) violations.push(`token ${tenure.token} granted twice`);
+    if (tokens.has(tenure.token)) {
+      tokenRegressions++;
+      violations.push(`token ${tenure.token} granted twice`);
+    }
     tokens.add(tenure.token);
     if (tenure.lastValidAt < tenure.grantedAt) {
       violations.push(`${show(tenure)}: valid before it was granted`);
@@ -93,13 +104,23 @@ export function checkTenures(tenures: readonly Tenure[]): LeaseVerdict {
     const tenure = sorted[i];
     if (latest !== undefined) {
       const gap = tenure.grantedAt - validUntil(latest);
-      if (gap <= 0) violations.push(`${show(tenure)} granted while ${show(latest)} was valid`);
-      else minGapMs = Math.min(minGapMs, gap);
+      if (gap <= 0) {
+        overlaps++;
+        violations.push(`${show(tenure)} granted while ${show(latest)} was valid`);
+      } else minGapMs = Math.min(minGapMs, gap);
     }
     if (i > 0 && sorted[i - 1].token >= tenure.token) {
+      tokenRegressions++;
       violations.push(`token fell from ${show(sorted[i - 1])} to ${show(tenure)}`);
     }
     if (latest === undefined || validUntil(tenure) > validUntil(latest)) latest = tenure;
   }
-  return { ok: violations.length === 0, tenures: tenures.length, violations, minGapMs };
+  return {
+    ok: violations.length === 0,
+    tenures: tenures.length,
+    violations,
+    overlaps,
+    tokenRegressions,
+    minGapMs,
+  };
 }

@@ -1,8 +1,9 @@
 /**
  * `deno task torture`: runs the torture campaign and prints its figures;
  * exits 1 on any violation, double commit, lost write, undecided key,
- * unexpected error, compareAndSetMany half applied or balance off, 2 on a bad
- * flag. `deno task torture --help` lists the flags.
+ * unexpected error, compareAndSetMany half applied, balance off, watch or
+ * lease violation or crashed lease contender, 2 on a bad flag.
+ * `deno task torture --help` lists the flags.
  *
  * @module
  */
@@ -21,9 +22,20 @@ COMMITTED, REPEATABLE READ and SERIALIZABLE (a store that refuses to open at
 a level is reported as "refused at open"), and transfer rounds
 (compareAndSetMany between accounts racing single-key writers and
 truncators, without faults at the same engine and isolation variants, and as
-the workload of every other fault round). Exits 1 on any violation, double
-commit, lost write, undecided key, unexpected error, compareAndSetMany not all
-or nothing in the table, or balances that do not add up.
+the workload of every other fault round). Beside the workload of every fault
+round, on the same table and the same faulty paths: watchers (two writer
+stores, one through the proxy, racing single and two-key commits on two keys
+under a truncator; watchers from 0, from the head, slow ones the truncator
+overtakes, late ones from an old seqno, on a proxied and a direct store; the
+writers notify in turn both, one, neither; the listening connections
+terminated every 1.5 s), checked for gapless, in-order, committed-only
+delivery and legal TruncatedErrors; and lease contender processes (through
+the proxy and direct; SIGSTOPped and busy-waiting past the ttl, releasing,
+dying, SIGKILLed), checked for overlapping tenures and falling tokens.
+Exits 1 on any violation, double commit, lost write, undecided key,
+unexpected error, compareAndSetMany not all or nothing in the table,
+balances that do not add up, watch or lease violation, or a lease contender
+that crashed.
 
 Flags:
   --duration <s>       workload time in total, all rounds (default 600)
@@ -43,6 +55,13 @@ Flags:
   --fault-transfers <yes|no>
                        every other fault round runs the transfer workload
                        (default yes)
+  --watchers <n>       watchers per key on each of the two watcher stores of
+                       every fault round, 0 for none (default 2; late
+                       watchers from an old seqno start every 0.4 s on top)
+  --lease-contenders <n>
+                       live lease contender processes in every fault round,
+                       0 for none (default 3)
+  --lease-ttl <ms>     the contenders' lease ttl (default 1000)
   --failover           instead: the failover mode. A primary and a streaming
                        standby on loopback; the workload and the storm run
                        through a multi-host URL while the primary is killed
@@ -79,6 +98,9 @@ try {
       transfers: { type: "string" },
       "transfer-round": { type: "string", default: "20" },
       "fault-transfers": { type: "string", default: "yes" },
+      watchers: { type: "string", default: "2" },
+      "lease-contenders": { type: "string", default: "3" },
+      "lease-ttl": { type: "string", default: "1000" },
       failover: { type: "boolean", default: false },
       async: { type: "boolean", default: false },
       failovers: { type: "string", default: "20" },
@@ -132,6 +154,22 @@ if (faultTransfers !== "yes" && faultTransfers !== "no") {
   usageError(`--fault-transfers must be yes or no, got ${JSON.stringify(faultTransfers)}`);
 }
 
+const count = (name: string, text: string) => {
+  const value = Number(text);
+  if (!(Number.isInteger(value) && value >= 0)) {
+    usageError(`--${name} must be a whole number, 0 or more, got ${JSON.stringify(text)}`);
+  }
+  return value;
+};
+const leaseTtl = Number(values["lease-ttl"]);
+if (!(Number.isInteger(leaseTtl) && leaseTtl >= 100)) {
+  usageError(
+    `--lease-ttl must be a whole number of milliseconds, 100 or more, got ${
+      JSON.stringify(values["lease-ttl"])
+    }`,
+  );
+}
+
 const options = {
   durationMs: positive("duration", values.duration) * 1000,
   roundMs: positive("round", values.round) * 1000,
@@ -145,6 +183,10 @@ const options = {
   transferShare: transfers,
   transferRoundMs: positive("transfer-round", values["transfer-round"]) * 1000,
   faultWorkloads: faultTransfers === "yes" ? ["mix", "transfers"] as const : ["mix"] as const,
+  watchers: count("watchers", values.watchers),
+  leaseContenders: count("lease-contenders", values["lease-contenders"]),
+  leaseTtlMs: leaseTtl,
+  leaseBun: values.bun,
 };
 const report = await runCampaign(options);
 const command = `deno task torture --duration ${values.duration} --round ${values.round} ` +
@@ -154,7 +196,9 @@ const command = `deno task torture --duration ${values.duration} --round ${value
     values["storm-round"]
   } --storm-max-ops ${values["storm-max-ops"]} --transfers ${transfers} --transfer-round ${
     values["transfer-round"]
-  } --fault-transfers ${faultTransfers}`;
+  } --fault-transfers ${faultTransfers} --watchers ${values.watchers} --lease-contenders ${
+    values["lease-contenders"]
+  } --lease-ttl ${values["lease-ttl"]}`;
 console.log(formatReport(report, command));
 for (const failure of report.failures) console.log(`FAILURE: ${failure}`);
 Deno.exit(passed(report) ? 0 : 1);

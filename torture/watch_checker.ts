@@ -18,9 +18,21 @@
  * 4. No version before its write: a version is yielded after the invocation
  *    of the compare-and-set that wrote it.
  * 5. Complete: a watcher that ended normally after the writes stopped saw
- *    every version up to the final head (when the round gives the heads).
+ *    every version up to the final head (when the round gives the heads);
+ *    one that yielded nothing reached the version before its `from`.
  * 6. A truncation error names the version the watcher expected next, and a
- *    truncate above that seqno was invoked before the error.
+ *    truncate above that seqno was invoked before the error (when the round
+ *    recorded the error's `available`, where the log then began: a truncate
+ *    to exactly there, above the named seqno), which makes it legal;
+ *    otherwise it is counted illegal.
+ * 7. How it ends: stopped by the round, left early by its consumer (`left`:
+ *    no completeness asked), failed with a store error (`failed`, a
+ *    `ConsensusError`: the round watches again from the next seqno, which
+ *    rule 2 then checks), or truncated; any other error is a violation.
+ *
+ * Violations carry a kind, and the result counts the ordering faults one by
+ * one: seqnos skipped (gaps), yielded again (duplicates), or yielded below
+ * one already yielded (out of order).
  *
  * @module
  */
@@ -39,19 +51,42 @@ export interface WatchRecord {
   readonly versions: readonly (Version & { readonly at: number })[];
   /**
    * How it ended: stopped by the round (abort or break), the store closed,
-   * a {@linkcode TruncatedError} (with the seqno it named and when), or any
-   * other error.
+   * its consumer broke out early on purpose (`left`), a store failure
+   * (`failed`: a `ConsensusError`), a {@linkcode TruncatedError} (with the
+   * seqno it named and when), or any other error.
    */
   readonly end:
     | { readonly type: "stopped" }
-    | { readonly type: "truncated"; readonly seqno: bigint; readonly at: number }
+    | { readonly type: "left" }
+    | { readonly type: "failed"; readonly message: string }
+    | {
+      readonly type: "truncated";
+      readonly seqno: bigint;
+      /** The error's `available`: where the log began, when the round recorded it. */
+      readonly available?: bigint;
+      readonly at: number;
+    }
     | { readonly type: "error"; readonly message: string };
 }
+
+/** What kind of promise a {@linkcode WatchViolation} broke. */
+export type WatchViolationKind =
+  | "gap"
+  | "duplicate"
+  | "out-of-order"
+  | "start"
+  | "uncommitted"
+  | "early"
+  | "disagreement"
+  | "short"
+  | "truncation"
+  | "error";
 
 /** One broken promise of `watch`. */
 export interface WatchViolation {
   readonly watcher: number;
   readonly key: string;
+  readonly kind: WatchViolationKind;
   readonly reason: string;
 }
 
@@ -61,6 +96,18 @@ export interface WatchCheckResult {
   readonly watchers: number;
   /** Versions yielded, over all watchers. */
   readonly versions: number;
+  /** Seqnos a watcher skipped (within what it yielded, or from its `from`). */
+  readonly gaps: number;
+  /** Versions a watcher yielded again (or below its `from`). */
+  readonly duplicates: number;
+  /** Versions yielded below one the watcher had already yielded (not duplicates). */
+  readonly outOfOrder: number;
+  /** TruncatedErrors naming the expected seqno after a truncate above it began. */
+  readonly truncationsLegal: number;
+  /** Other TruncatedErrors (each is also a violation). */
+  readonly truncationsIllegal: number;
+  /** Watchers that ended with a store failure (legal; the round watched on). */
+  readonly failed: number;
   readonly violations: readonly WatchViolation[];
 }
 
@@ -104,22 +151,51 @@ export function checkWatches(
   }
   const agreed = new Map<string, string>();
   let total = 0;
+  let gaps = 0, duplicates = 0, outOfOrder = 0;
+  let truncationsLegal = 0, truncationsIllegal = 0, failed = 0;
   for (const watch of watches) {
-    const fail = (reason: string) =>
-      violations.push({ watcher: watch.watcher, key: watch.key, reason });
+    const fail = (kind: WatchViolationKind, reason: string) =>
+      violations.push({ watcher: watch.watcher, key: watch.key, kind, reason });
     const versions = watch.versions;
     total += versions.length;
     const first = versions[0]?.seqno;
-    // 1. gapless, in order
-    for (let i = 1; i < versions.length; i++) {
-      if (versions[i].seqno !== first! + BigInt(i)) {
-        fail(`yielded ${versions[i].seqno} after ${versions[i - 1].seqno}`);
-        break;
+    // 1. gapless, in order: each fault counted, the first one reported.
+    const yielded = new Set<bigint>();
+    let top: bigint | undefined;
+    let reported = false;
+    for (let i = 0; i < versions.length; i++) {
+      const seqno = versions[i].seqno;
+      let kind: WatchViolationKind | undefined;
+      if (yielded.has(seqno)) {
+        duplicates++;
+        kind = "duplicate";
+      } else if (top !== undefined && seqno < top) {
+        outOfOrder++;
+        kind = "out-of-order";
+      } else if (top !== undefined && seqno > top + 1n) {
+        // A jump: out of order if a skipped seqno comes later, else a gap.
+        const later = new Set(versions.slice(i + 1).map((v) => v.seqno));
+        kind = "gap";
+        for (let s = top + 1n; s < seqno; s++) if (later.has(s)) kind = "out-of-order";
       }
+      if (kind !== undefined && !reported) {
+        reported = true;
+        fail(kind, `yielded ${seqno} after ${versions[i - 1].seqno}`);
+      }
+      yielded.add(seqno);
+      if (top === undefined || seqno > top) top = seqno;
+    }
+    if (first !== undefined && top !== undefined) {
+      for (let s = first; s <= top; s++) if (!yielded.has(s)) gaps++;
     }
     // 2. where it starts
     if (watch.from !== undefined && first !== undefined && first !== watch.from) {
-      fail(`started at ${first}, not at from ${watch.from}`);
+      if (first > watch.from) gaps += Number(first - watch.from);
+      else duplicates++;
+      fail(
+        first > watch.from ? "gap" : "duplicate",
+        `started at ${first}, not at from ${watch.from}`,
+      );
     }
     if (watch.from === undefined && first !== undefined) {
       for (const [seqno, byPayload] of writes.get(watch.key) ?? []) {
@@ -128,7 +204,7 @@ export function checkWatches(
           e.outcome.type === "ok" && e.outcome.value === "committed" && e.ret < watch.started
         );
         if (before !== undefined) {
-          fail(`started at ${first}, below version ${seqno} committed before it started`);
+          fail("start", `started at ${first}, below version ${seqno} committed before it started`);
           break;
         }
       }
@@ -137,53 +213,86 @@ export function checkWatches(
     for (const version of versions) {
       const write = writes.get(watch.key)?.get(version.seqno)?.get(version.data);
       if (write === undefined) {
-        fail(`yielded ${version.seqno} with a payload no write of that seqno sent`);
+        fail("uncommitted", `yielded ${version.seqno} with a payload no write of that seqno sent`);
         continue;
       }
       const { outcome } = write;
       const committed = (outcome.type === "ok" && outcome.value === "committed") ||
         outcome.type === "unknown";
       if (!committed) {
-        fail(`yielded ${version.seqno} from a write told ${describe(outcome)}`);
+        fail("uncommitted", `yielded ${version.seqno} from a write told ${describe(outcome)}`);
       }
       if (version.at < write.call) {
-        fail(`yielded ${version.seqno} before its write was invoked`);
+        fail("early", `yielded ${version.seqno} before its write was invoked`);
       }
       const tag = `${version.seqno}\u0000${watch.key}`;
       const other = agreed.get(tag);
       if (other === undefined) agreed.set(tag, version.data);
       else if (other !== version.data) {
-        fail(`yielded ${version.seqno} with a payload another watcher saw differently`);
+        fail(
+          "disagreement",
+          `yielded ${version.seqno} with a payload another watcher saw differently`,
+        );
       }
     }
-    // 5 and 6. how it ended
+    // 5, 6 and 7. how it ended
     const next = first === undefined ? watch.from : versions.at(-1)!.seqno + 1n;
     const end = watch.end;
     if (end.type === "stopped") {
       const head = finalHeads?.get(watch.key);
-      const reached = versions.at(-1)?.seqno;
+      // A run that yielded nothing reached the version before its `from`
+      // (a run restarted after a failure may start past the final head).
+      const reached = versions.at(-1)?.seqno ??
+        (watch.from !== undefined && watch.from > 0n ? watch.from - 1n : undefined);
       if (head !== undefined && (reached === undefined || reached < head)) {
-        fail(`stopped at ${reached ?? "nothing"}, short of the final head ${head}`);
+        fail("short", `stopped at ${reached ?? "nothing"}, short of the final head ${head}`);
       }
     } else if (end.type === "truncated") {
+      let legal = true;
       if (next !== undefined && end.seqno !== next) {
-        fail(`named ${end.seqno} as truncated, expected ${next}`);
+        legal = false;
+        fail("truncation", `named ${end.seqno} as truncated, expected ${next}`);
+      }
+      // The log then began at `available`: the low watermark is the bound of
+      // a truncate, so one to exactly there began before the error.
+      const { available } = end;
+      if (available !== undefined && available <= end.seqno) {
+        legal = false;
+        fail("truncation", `reported ${end.seqno} truncated, the log beginning at ${available}`);
       }
       const cause = (truncates.get(watch.key) ?? []).find((e) =>
-        e.op.kind === "truncate" && e.op.seqno > end.seqno && e.call <= end.at &&
-        e.outcome.type !== "fail" && e.outcome.type !== "range"
+        e.op.kind === "truncate" &&
+        (available === undefined ? e.op.seqno > end.seqno : e.op.seqno === available) &&
+        e.call <= end.at && e.outcome.type !== "fail" && e.outcome.type !== "range"
       );
       if (cause === undefined) {
-        fail(`reported ${end.seqno} truncated, but no truncate above it began before that`);
+        legal = false;
+        fail(
+          "truncation",
+          available === undefined
+            ? `reported ${end.seqno} truncated, but no truncate above it began before that`
+            : `reported ${end.seqno} truncated up to ${available}, but no truncate to ${available} ` +
+              `began before that`,
+        );
       }
-    } else {
-      fail(`ended with an error: ${end.message}`);
+      if (legal) truncationsLegal++;
+      else truncationsIllegal++;
+    } else if (end.type === "failed") {
+      failed++;
+    } else if (end.type === "error") {
+      fail("error", `ended with an error: ${end.message}`);
     }
   }
   return {
     status: violations.length === 0 ? "ok" : "violation",
     watchers: watches.length,
     versions: total,
+    gaps,
+    duplicates,
+    outOfOrder,
+    truncationsLegal,
+    truncationsIllegal,
+    failed,
     violations,
   };
 }

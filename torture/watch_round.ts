@@ -7,12 +7,20 @@
  * {@linkcode checkWatches}. An optional fault (say, terminating the
  * listening connections) runs at a fixed interval.
  *
- * Bounded: the writers stop after `durationMs`; the watchers then get
+ * Under faults (the campaign's fault rounds run it beside their workload):
+ * a watcher that fails with a `ConsensusError` is recorded as `failed` and
+ * watched again from the next seqno it expected, so the checker sees the
+ * chain stay gapless across failures; late watchers start now and then with
+ * an old `from` (somewhere between 0 and the head) while the truncator
+ * runs, and leave after a few versions.
+ *
+ * Bounded: the writers stop after `durationMs`; `beforeSettle` runs (the
+ * campaign waits there for its faults to end); the watchers then get
  * `settleMs` to reach the final heads, and are stopped.
  *
  * @module
  */
-import { type Consensus, TruncatedError, watch } from "../mod.ts";
+import { type Consensus, ConsensusError, TruncatedError, watch } from "../mod.ts";
 import { History, payloadText, type Version } from "./history.ts";
 import type { WatchRecord } from "./watch_checker.ts";
 
@@ -36,13 +44,25 @@ export interface WatchRoundOptions {
   faultEveryMs?: number;
   /** How often watchers poll (`pollIntervalMs`). @default {250} */
   pollIntervalMs?: number;
-  /** Key names start with this. @default {"w"} */
+  /** Key names and payloads start with this. @default {"w"} */
   prefix?: string;
   /**
    * The share of writes that append to two keys at once with
    * compareAndSetMany (on stores that have it). @default {0}
    */
   manyShare?: number;
+  /** Records the writes here (say, to snapshot them at a crash). @default {a new History} */
+  history?: History;
+  /**
+   * Starts a late watcher every this many milliseconds while the writers
+   * run: `from` an old seqno, racing the truncator; it leaves after 5 to 50
+   * versions. None when undefined.
+   */
+  lateEveryMs?: number;
+  /** Stops the writers early (say, when the workload beside them ends). */
+  stopWriting?: AbortSignal;
+  /** Runs after the writers stop and before the final heads are read. */
+  beforeSettle?: () => Promise<void>;
 }
 
 /** What {@linkcode runWatchRound} recorded. */
@@ -51,8 +71,14 @@ export interface WatchRoundResult {
   watches: WatchRecord[];
   /** The head of each key after the writers stopped. */
   finalHeads: Map<string, bigint>;
+  /** Keys whose final head no store could read (left out of `finalHeads`), with the last error. */
+  headsUnread: string[];
   /** Watchers that ended with a TruncatedError (each was followed by a new one). */
   truncations: number;
+  /** Watchers that ended with a ConsensusError (each was followed by a new one). */
+  failures: number;
+  /** Late watchers started with an old `from`. */
+  late: number;
   faults: number;
   faultErrors: number;
 }
@@ -68,14 +94,16 @@ export async function runWatchRound(
   watcherStores: readonly Consensus[],
   options: WatchRoundOptions,
 ): Promise<WatchRoundResult> {
-  const history = new History(30_000);
+  const history = options.history ?? new History(30_000);
   const prefix = options.prefix ?? "w";
   const keys = Array.from({ length: options.keys ?? 2 }, (_, i) => `${prefix}${i}`);
   const deadline = performance.now() + options.durationMs;
-  const writing = () => performance.now() < deadline;
+  const writing = () => performance.now() < deadline && !options.stopWriting?.aborted;
   const watches: WatchRecord[] = [];
   const stop = new AbortController();
   let truncations = 0;
+  let failures = 0;
+  let late = 0;
   let faults = 0;
   let faultErrors = 0;
   let process = 0;
@@ -84,21 +112,25 @@ export async function runWatchRound(
   const live = new Map<number, { key: string; last: bigint | undefined }>();
 
   // A watcher: records what it yields; a TruncatedError ends its record and
-  // starts a new watcher where the log now begins. Slow ones sleep between
-  // items, so that the truncator overtakes them.
+  // starts a new watcher where the log now begins, a ConsensusError one
+  // from the next seqno it expected. Slow ones sleep between items, so that
+  // the truncator overtakes them. One that `leaves` breaks out after that
+  // many versions.
   const watcher = async (
     store: Consensus,
     key: string,
     from: bigint | undefined,
     slow: boolean,
+    leaves?: number,
   ) => {
     for (let restarts = 0; restarts < 1_000 && !stop.signal.aborted; restarts++) {
       const versions: (Version & { at: number })[] = [];
       const started = performance.now();
       const id = watcherId++;
       const progress = { key, last: undefined as bigint | undefined };
-      live.set(id, progress);
-      let end: WatchRecord["end"] = { type: "stopped" };
+      if (leaves === undefined) live.set(id, progress);
+      // A late watcher stopped before it left has no final head to reach.
+      let end: WatchRecord["end"] = leaves === undefined ? { type: "stopped" } : { type: "left" };
       const start = from;
       try {
         for await (
@@ -114,21 +146,58 @@ export async function runWatchRound(
             at: performance.now(),
           });
           progress.last = version.seqno;
+          if (leaves !== undefined && versions.length >= leaves) {
+            end = { type: "left" };
+            break;
+          }
           // Slow only while the writers run: afterwards, catch up.
           if (slow && writing()) await sleep(Math.random() * 20);
         }
       } catch (error) {
         if (error instanceof TruncatedError) {
-          end = { type: "truncated", seqno: error.seqno, at: performance.now() };
+          end = {
+            type: "truncated",
+            seqno: error.seqno,
+            available: error.available,
+            at: performance.now(),
+          };
           from = error.available;
           truncations++;
+        } else if (error instanceof ConsensusError) {
+          end = { type: "failed", message: error.message };
+          if (versions.length > 0) from = versions.at(-1)!.seqno + 1n;
+          failures++;
         } else {
           end = { type: "error", message: String(error) };
         }
       }
       live.delete(id);
       watches.push({ watcher: id, key, from: start, started, versions, end });
-      if (end.type !== "truncated") return;
+      if (end.type === "failed") await sleep(20);
+      else if (end.type !== "truncated") return;
+    }
+  };
+
+  // Late watchers: from an old seqno (up to the head this store last saw).
+  const lateStarter = async () => {
+    if (options.lateEveryMs === undefined) return;
+    while (writing()) {
+      await sleep(options.lateEveryMs);
+      if (!writing()) break;
+      const key = keys[Math.floor(Math.random() * keys.length)];
+      const store = watcherStores[late % watcherStores.length];
+      const head = await store.head(key).catch(() => undefined);
+      const top = head === undefined ? 0 : Number(head.seqno);
+      late++;
+      watching.push(
+        watcher(
+          store,
+          key,
+          BigInt(Math.floor(Math.random() * (top + 1))),
+          false,
+          5 + Math.floor(Math.random() * 46),
+        ),
+      );
     }
   };
 
@@ -147,10 +216,11 @@ export async function runWatchRound(
           entries.push({
             key,
             seqno: head === undefined ? 0n : head.seqno + 1n,
-            data: `p${me}.${writes++}`,
+            data: `${prefix}/p${me}.${writes++}`,
           });
         }
         if (entries.length === 2) await history.runMany(store, me, entries);
+        else await sleep(10);
         continue;
       }
       const key = keys[Math.floor(Math.random() * keys.length)];
@@ -161,7 +231,12 @@ export async function runWatchRound(
       }
       const head = read.value as Version | undefined;
       const seqno = head === undefined ? 0n : head.seqno + 1n;
-      await history.run(store, me, key, { kind: "cas", seqno, data: `p${me}.${writes++}` });
+      const wrote = await history.run(store, me, key, {
+        kind: "cas",
+        seqno,
+        data: `${prefix}/p${me}.${writes++}`,
+      });
+      if (wrote.type === "fail" || wrote.type === "unknown") await sleep(10);
       // An in-memory store answers in microtasks: let timers (the
       // truncator, slow watchers, the fault) run too.
       if (writes % 8 === 0) await sleep(0);
@@ -199,7 +274,7 @@ export async function runWatchRound(
     }
   }
   await sleep(100);
-  const clients: Promise<void>[] = [injector()];
+  const clients: Promise<void>[] = [injector(), lateStarter()];
   for (const store of writerStores) {
     for (let i = 0; i < (options.writersPerStore ?? 3); i++) clients.push(writer(store));
   }
@@ -207,11 +282,30 @@ export async function runWatchRound(
     for (const key of keys) clients.push(truncator(writerStores[0], key, options.keep));
   }
   await Promise.all(clients);
+  await options.beforeSettle?.();
 
+  // Read with retries, from each store in turn: under faults a store may
+  // still be reconnecting, or its driver may have stopped answering on its
+  // connections (porsager after a restart). A key no store could read is
+  // left out of `finalHeads` (its watchers are then not asked to reach it)
+  // and named in `headsUnread`.
   const finalHeads = new Map<string, bigint>();
+  const headsUnread: string[] = [];
+  const readers = [...writerStores, ...watcherStores];
   for (const key of keys) {
-    const head = await writerStores[0].head(key);
-    if (head !== undefined) finalHeads.set(key, head.seqno);
+    for (let attempt = 0;; attempt++) {
+      try {
+        const head = await readers[attempt % readers.length].head(key);
+        if (head !== undefined) finalHeads.set(key, head.seqno);
+        break;
+      } catch (error) {
+        if (attempt >= 4 * readers.length) {
+          headsUnread.push(`${key} (${String(error)})`);
+          break;
+        }
+        await sleep(200);
+      }
+    }
   }
   // Let the watchers catch up (bounded), then stop them.
   const settle = performance.now() + (options.settleMs ?? 10_000);
@@ -223,5 +317,15 @@ export async function runWatchRound(
   while (behind() && performance.now() < settle) await sleep(20);
   stop.abort();
   await Promise.all(watching);
-  return { history, watches, finalHeads, truncations, faults, faultErrors };
+  return {
+    history,
+    watches,
+    finalHeads,
+    headsUnread,
+    truncations,
+    failures,
+    late,
+    faults,
+    faultErrors,
+  };
 }
