@@ -38,6 +38,8 @@ export interface WakeSource {
   subscribe(key: string, wake: Wake): Promise<WakeSubscription>;
 }
 
+import { host } from "./_runtime.ts";
+
 const sources = new WeakMap<object, WakeSource>();
 
 /** Registers `source` as the wake-ups of `store`. */
@@ -53,7 +55,10 @@ export function wakeSourceOf(store: object): WakeSource | undefined {
 /**
  * How a hub holds an outside subscription (a LISTEN connection) while it has
  * subscribers: `start` runs when the first arrives and its result's `close`
- * when the last leaves.
+ * when the last leaves. A start that yields `undefined` failed: the hub
+ * starts again after a delay (FEED_RETRY_MIN_MS, doubling up to
+ * FEED_RETRY_MAX_MS) for as long as it has subscribers, and wakes them all
+ * once it is in, since commits in between woke nobody.
  */
 export interface WakeFeed {
   start(): Promise<{ close(): Promise<void> } | undefined>;
@@ -65,12 +70,18 @@ export interface WakeFeed {
  * after a reconnect that may have lost notifications).
  */
 export class WakeHub implements WakeSource {
+  /** First delay before a failed feed is started again (ms). */
+  static readonly FEED_RETRY_MIN_MS = 500;
+  /** Longest delay between two starts of a failed feed (ms). */
+  static readonly FEED_RETRY_MAX_MS = 30_000;
   readonly #complete: boolean;
   readonly #feed: WakeFeed | undefined;
   readonly #subscribers = new Map<string, Set<Wake>>();
   #count = 0;
   #feeding: Promise<{ close(): Promise<void> } | undefined> | undefined;
   #closed = false;
+  #retryTimer: unknown;
+  #retryDelay = WakeHub.FEED_RETRY_MIN_MS;
 
   constructor(complete: boolean, feed?: WakeFeed) {
     this.#complete = complete;
@@ -89,7 +100,7 @@ export class WakeHub implements WakeSource {
     let set = this.#subscribers.get(key);
     if (set === undefined) this.#subscribers.set(key, set = new Set());
     set.add(wake);
-    if (this.#count++ === 0 && this.#feed !== undefined) this.#feeding = this.#feed.start();
+    if (this.#count++ === 0 && this.#feed !== undefined) this.#startFeed(false);
     const feeding = this.#feeding;
     const closed = () => this.#closed;
     let active = true;
@@ -132,7 +143,36 @@ export class WakeHub implements WakeSource {
     await this.#stopFeed();
   }
 
+  // Starts the feed; if it fails while someone still subscribes, schedules
+  // the next start. Subscribers poll meanwhile (a feed-less hub is not
+  // complete), so a failed feed costs delay, never a version; `wakeAll`
+  // after a late start makes them read at once what they may have missed.
+  #startFeed(late: boolean): void {
+    const feeding = this.#feed!.start();
+    this.#feeding = feeding;
+    feeding.then((feed) => {
+      if (this.#feeding !== feeding) return; // stopped meanwhile
+      if (feed !== undefined) {
+        this.#retryDelay = WakeHub.FEED_RETRY_MIN_MS;
+        if (late) this.wakeAll();
+        return;
+      }
+      if (this.#count === 0 || this.#closed) return;
+      const delay = this.#retryDelay;
+      this.#retryDelay = Math.min(delay * 2, WakeHub.FEED_RETRY_MAX_MS);
+      this.#retryTimer = host.setTimeout(() => {
+        this.#retryTimer = undefined;
+        if (this.#feeding !== feeding || this.#count === 0 || this.#closed) return;
+        this.#startFeed(true);
+      }, delay);
+    }, () => {}); // a feed whose start rejects fails its subscribe instead
+  }
+
   async #stopFeed(): Promise<void> {
+    if (this.#retryTimer !== undefined) {
+      host.clearTimeout(this.#retryTimer);
+      this.#retryTimer = undefined;
+    }
     const feeding = this.#feeding;
     this.#feeding = undefined;
     const feed = await feeding;

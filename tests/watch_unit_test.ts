@@ -257,3 +257,51 @@ Deno.test("watch unit: notify puts pg_notify on the table's channel into every c
     await store.close();
   }
 });
+
+Deno.test("WakeHub: a feed that failed to start is started again while someone subscribes, and its subscribers are woken once it is in", async () => {
+  const { WakeHub } = await import("../src/_wake.ts");
+  let starts = 0;
+  let closes = 0;
+  let started!: () => void;
+  const running = new Promise<void>((resolve) => started = resolve);
+  const hub = new WakeHub(false, {
+    start() {
+      starts++;
+      if (starts < 3) return Promise.resolve(undefined); // LISTEN failed (a restarting server)
+      started();
+      return Promise.resolve({ close: () => (closes++, Promise.resolve()) });
+    },
+  });
+  const woken: (bigint | undefined)[] = [];
+  const subscription = await hub.subscribe("k", (seqno) => woken.push(seqno));
+  assertEquals(starts, 1);
+  // Two failed starts, then a third after 0.5 s and 1 s of backoff.
+  await Promise.race([
+    running,
+    new Promise((_, reject) =>
+      setTimeout(() => reject(new Error(`only ${starts} starts`)), 20_000)
+    ),
+  ]);
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  assertEquals(starts, 3);
+  assertEquals(woken, [undefined], "woken once the feed is in: commits in between woke nobody");
+  await subscription.close();
+  assertEquals(closes, 1, "the feed is released when the last subscriber leaves");
+  await hub.close();
+});
+
+Deno.test("WakeHub: no start again once the last subscriber left", async () => {
+  const { WakeHub } = await import("../src/_wake.ts");
+  let starts = 0;
+  const hub = new WakeHub(false, {
+    start() {
+      starts++;
+      return Promise.resolve(undefined);
+    },
+  });
+  const subscription = await hub.subscribe("k", () => {});
+  await subscription.close();
+  await new Promise((resolve) => setTimeout(resolve, WakeHub.FEED_RETRY_MIN_MS * 2));
+  assertEquals(starts, 1);
+  await hub.close();
+});
