@@ -276,12 +276,13 @@ Deno.test("WakeHub: a feed that failed to start is started again while someone s
   const subscription = await hub.subscribe("k", (seqno) => woken.push(seqno));
   assertEquals(starts, 1);
   // Two failed starts, then a third after 0.5 s and 1 s of backoff.
+  let timer: ReturnType<typeof setTimeout> | undefined;
   await Promise.race([
     running,
-    new Promise((_, reject) =>
-      setTimeout(() => reject(new Error(`only ${starts} starts`)), 20_000)
-    ),
-  ]);
+    new Promise((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`only ${starts} starts`)), 20_000);
+    }),
+  ]).finally(() => clearTimeout(timer));
   await new Promise((resolve) => setTimeout(resolve, 0));
   assertEquals(starts, 3);
   assertEquals(woken, [undefined], "woken once the feed is in: commits in between woke nobody");
