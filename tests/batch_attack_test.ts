@@ -9,9 +9,15 @@
 // at READ COMMITTED, REPEATABLE READ and SERIALIZABLE and with the
 // CockroachDB statements at SERIALIZABLE where the case is about the SQL.
 import { assert, assertEquals } from "@std/assert";
-import { ConsensusError, PostgresConsensus, type SqlExecutor, type VersionedData } from "../mod.ts";
+import {
+  ConsensusError,
+  PostgresConsensus,
+  type SqlExecutor,
+  update,
+  type VersionedData,
+} from "../mod.ts";
 import { fromPostgresJs } from "../src/adapters/postgres_js.ts";
-import { dialectFor, quoteIdentifier } from "../src/dialect.ts";
+import { channelFor, dialectFor, quoteIdentifier } from "../src/dialect.ts";
 import { connect, dbTest } from "./_db.ts";
 import { installPark, type Park, PARKED_APP } from "./_park.ts";
 import { checkHistory } from "../torture/checker.ts";
@@ -46,11 +52,13 @@ interface Options {
   maxAttempts?: number;
   /** A pool that does not pipeline, so that a timeout cancels the statement. */
   cancel?: boolean;
+  /** Notifying statements; then exactly the committed writes must notify. */
+  notify?: boolean;
 }
 
 async function open(
   table: string,
-  { mode = "postgres", level = "read committed", timeoutMs, maxAttempts, cancel }: Options,
+  { mode = "postgres", level = "read committed", timeoutMs, maxAttempts, cancel, notify }: Options,
   parked: boolean,
   sent?: string[],
 ) {
@@ -75,6 +83,7 @@ async function open(
     create: false,
     timeoutMs,
     maxAttempts,
+    notify,
   });
 }
 
@@ -88,11 +97,32 @@ async function withStores(table: string, options: Options, fn: (s: Stores) => Pr
   const sent: string[] = [];
   const slow = await open(table, options, true, sent);
   const fast = await open(table, options, false);
+  const listener = connect({ max: 1 });
+  const payloads: string[] = [];
+  const committed: string[] = [];
+  if (options.notify) {
+    await listener.listen(channelFor(`"public".${quoteIdentifier(table, "table")}`), (payload) => {
+      payloads.push(payload);
+    });
+    for (const store of [slow, fast]) {
+      const compareAndSet = store.compareAndSet.bind(store);
+      store.compareAndSet = async (key, next) => {
+        const result = await compareAndSet(key, next);
+        if (result === "committed") committed.push(`${next.seqno}:${key}`);
+        return result;
+      };
+    }
+  }
   try {
     await fn({ slow, fast, park, sent });
+    if (options.notify) {
+      for (let i = 0; i < 100 && payloads.length < committed.length; i++) await sleep(20);
+      await sleep(50);
+      assertEquals(payloads.toSorted(), committed.toSorted(), "notifications against commits");
+    }
   } finally {
     await park.release();
-    await Promise.all([slow.close(), fast.close()]);
+    await Promise.all([slow.close(), fast.close(), listener.end()]);
     await park.close();
   }
 }
@@ -101,10 +131,16 @@ const cases: [Mode, Level][] = [
   ...LEVELS.map((level): [Mode, Level] => ["postgres", level]),
   ["cockroach", "serializable"],
 ];
+// The window cases also run with the notifying Postgres statements.
+const windowCases: [Mode, Level, boolean][] = [
+  ...cases.map(([mode, level]): [Mode, Level, boolean] => [mode, level, false]),
+  ...LEVELS.map((level): [Mode, Level, boolean] => ["postgres", level, true]),
+];
 
-for (const [mode, level] of cases) {
-  const tag = `${mode} statements at ${level}`;
-  const name = (n: string) => `battack_${n}_${mode}_${level.replace(" ", "_")}`;
+for (const [mode, level, notify] of windowCases) {
+  const tag = `${mode} statements${notify ? ", notify," : ""} at ${level}`;
+  const name = (n: string) =>
+    `battack_${n}_${mode}${notify ? "_notify" : ""}_${level.replace(" ", "_")}`;
 
   // The batch {a: first write, b: next write 1} parks at a's first insert
   // (a's marker; a's version 0 for the CockroachDB statement), which comes
@@ -117,33 +153,46 @@ for (const [mode, level] of cases) {
   dbTest(
     `batch attack (${tag}): parked before it locks a later key's head, which is then committed past and truncated`,
     async () => {
-      await withStores(name("prelock"), { mode, level }, async ({ slow, fast, park, sent }) => {
-        assertEquals(await fast.compareAndSet("b", { seqno: 0n, data: bytes("B0") }), "committed");
-        await park.arm({ op: "INSERT", seqno: mode === "postgres" ? -1n : 0n });
-        const parked = Promise.all([
-          slow.compareAndSet("a", { seqno: 0n, data: bytes("SLOW-A") }),
-          slow.compareAndSet("b", { seqno: 1n, data: bytes("SLOW-B") }),
-        ]);
-        parked.catch(() => {});
-        await park.parked();
-        assertEquals(await fast.compareAndSet("b", { seqno: 1n, data: bytes("B1") }), "committed");
-        assertEquals(await fast.compareAndSet("b", { seqno: 2n, data: bytes("B2") }), "committed");
-        if (mode === "postgres") {
-          // Not blocked: the parked statement holds no lock on b yet.
-          assertEquals(await fast.truncate("b", 2n), 2);
-        } else {
-          const truncated = fast.truncate("b", 2n);
-          truncated.catch(() => {});
-          await sleep(100);
+      await withStores(
+        name("prelock"),
+        { mode, level, notify },
+        async ({ slow, fast, park, sent }) => {
+          assertEquals(
+            await fast.compareAndSet("b", { seqno: 0n, data: bytes("B0") }),
+            "committed",
+          );
+          await park.arm({ op: "INSERT", seqno: mode === "postgres" ? -1n : 0n });
+          const parked = Promise.all([
+            slow.compareAndSet("a", { seqno: 0n, data: bytes("SLOW-A") }),
+            slow.compareAndSet("b", { seqno: 1n, data: bytes("SLOW-B") }),
+          ]);
+          parked.catch(() => {});
+          await park.parked();
+          assertEquals(
+            await fast.compareAndSet("b", { seqno: 1n, data: bytes("B1") }),
+            "committed",
+          );
+          assertEquals(
+            await fast.compareAndSet("b", { seqno: 2n, data: bytes("B2") }),
+            "committed",
+          );
+          if (mode === "postgres") {
+            // Not blocked: the parked statement holds no lock on b yet.
+            assertEquals(await fast.truncate("b", 2n), 2);
+          } else {
+            const truncated = fast.truncate("b", 2n);
+            truncated.catch(() => {});
+            await sleep(100);
+            await park.release();
+            assertEquals(await truncated, 2);
+          }
           await park.release();
-          assertEquals(await truncated, 2);
-        }
-        await park.release();
-        assertEquals(await parked, ["committed", "mismatch"]);
-        assertEquals(show(await fast.scan("a", 0n)), "0:SLOW-A");
-        assertEquals(show(await fast.scan("b", 0n)), "2:B2", "b 1 committed twice or refilled");
-        assert(sent.includes("cas_batch"), `the slow store sent ${sent.join()}`);
-      });
+          assertEquals(await parked, ["committed", "mismatch"]);
+          assertEquals(show(await fast.scan("a", 0n)), "0:SLOW-A");
+          assertEquals(show(await fast.scan("b", 0n)), "2:B2", "b 1 committed twice or refilled");
+          assert(sent.includes("cas_batch"), `the slow store sent ${sent.join()}`);
+        },
+      );
     },
   );
 
@@ -154,7 +203,7 @@ for (const [mode, level] of cases) {
   dbTest(
     `batch attack (${tag}): parked before it locks a later key's head, which another commits past`,
     async () => {
-      await withStores(name("prelock2"), { mode, level }, async ({ slow, fast, park }) => {
+      await withStores(name("prelock2"), { mode, level, notify }, async ({ slow, fast, park }) => {
         assertEquals(await fast.compareAndSet("b", { seqno: 0n, data: bytes("B0") }), "committed");
         assertEquals(await fast.compareAndSet("c", { seqno: 0n, data: bytes("C0") }), "committed");
         await park.arm({ op: "INSERT", seqno: mode === "postgres" ? -1n : 0n });
@@ -183,7 +232,7 @@ for (const [mode, level] of cases) {
     dbTest(
       `batch attack (${tag}): batch parked after both its markers; racers on every key wait and lose`,
       async () => {
-        await withStores(name("markers"), { mode, level }, async ({ slow, fast, park }) => {
+        await withStores(name("markers"), { mode, level, notify }, async ({ slow, fast, park }) => {
           assertEquals(
             await fast.compareAndSet("c", { seqno: 0n, data: bytes("C0") }),
             "committed",
@@ -220,7 +269,7 @@ for (const [mode, level] of cases) {
   dbTest(
     `batch attack (${tag}): the same key twice in one turn, with heads of it in the same turn`,
     async () => {
-      await withStores(name("dup"), { mode, level }, async ({ slow, fast }) => {
+      await withStores(name("dup"), { mode, level, notify }, async ({ slow, fast }) => {
         const results = await Promise.all([
           slow.compareAndSet("x", { seqno: 0n, data: bytes("X0") }),
           slow.compareAndSet("x", { seqno: 1n, data: bytes("X1") }),
@@ -279,7 +328,7 @@ for (const [mode, level] of cases) {
         "\u0130",
         "i\u0307",
       ];
-      await withStores(name("keys"), { mode, level }, async ({ slow, fast, sent }) => {
+      await withStores(name("keys"), { mode, level, notify }, async ({ slow, fast, sent }) => {
         // Every other key already has a version 0, so a first write there
         // must lose and the neighbouring key's must win.
         for (const [i, key] of keys.entries()) {
@@ -322,15 +371,21 @@ for (const [mode, level] of cases) {
 // rolled back whole, so the one whose key another process moved loses and
 // the other commits, each reported once, none twice.
 for (const level of ["repeatable read", "serializable"] as const) {
-  for (const mode of ["postgres", "cockroach"] as const) {
+  for (
+    const [mode, notify] of [["postgres", false], ["postgres", true], ["cockroach", false]] as const
+  ) {
     if (mode === "cockroach" && level !== "serializable") continue;
     dbTest(
-      `batch attack (${mode} statements at ${level}): a batch out of attempts falls back to one statement each`,
+      `batch attack (${mode} statements${
+        notify ? ", notify," : ""
+      } at ${level}): a batch out of attempts falls back to one statement each`,
       async () => {
-        const table = `battack_fallback_${mode}_${level.replace(" ", "_")}`;
+        const table = `battack_fallback_${mode}${notify ? "_notify" : ""}_${
+          level.replace(" ", "_")
+        }`;
         await withStores(
           table,
-          { mode, level, maxAttempts: 1 },
+          { mode, level, maxAttempts: 1, notify },
           async ({ slow, fast, park, sent }) => {
             for (const key of ["x", "y"]) {
               assertEquals(
@@ -508,10 +563,13 @@ for (const level of LEVELS) {
 // `compareAndSet "z", sent in one statement with 1 other operation(s), may
 // have taken effect: compareAndSet of 2 keys in one statement timed out
 // after 3000 ms and may have taken effect`. At any isolation level (the
-// statement is not at fault). Worse when B's deadline has already passed as
-// the batch is sent: Deadlines.run rejects without sending, and every
-// operation of the batch, fresh ones included, is told "may have taken
-// effect" for a statement that never left. Passes with `batch: false`.
+// statement is not at fault). One operation that waited behind a busy key
+// thus shortens the timeout of up to 63 others. At the edge (B invoked
+// within one 20 ms deadline tick of the operation it waited behind), B's
+// deadline may have passed when the batch is sent: Deadlines.run then
+// rejects without sending, and every operation of the batch, fresh ones
+// included, is told "may have taken effect" for a statement that never
+// left. Not reachable with `batch: false` (no wait behind a busy key).
 Deno.test({
   name:
     "batch attack: an operation does not inherit the deadline of a batch-mate that waited longer",
@@ -719,3 +777,93 @@ for (const [mode, level] of cases) {
     },
   );
 }
+
+// update() through batching stores: read-modify-write counters on a few
+// keys from three stores, many updaters each, so that heads and
+// compare-and-sets of different keys share statements. No increment is
+// lost or applied twice, and every update that declined saw a value no
+// older than the one the previous update of its updater wrote.
+for (const level of LEVELS) {
+  dbTest(
+    `batch attack (postgres statements at ${level}): update() counters through batching stores`,
+    async () => {
+      const table = `battack_update_${level.replace(" ", "_")}`;
+      const admin = connect({ max: 1 });
+      const ddl = dialectFor("postgres", quoteIdentifier(table, "table"));
+      await admin.unsafe(ddl.dropTable);
+      await admin.unsafe(ddl.createTable);
+      await admin.end();
+      const stores: PostgresConsensus[] = [];
+      try {
+        for (let i = 0; i < 3; i++) {
+          const sql = connect({ max: 2, connection: { default_transaction_isolation: level } });
+          stores.push(
+            await PostgresConsensus.open(fromPostgresJs(sql, { owned: true }), {
+              table,
+              create: false,
+            }),
+          );
+        }
+        const keys = ["c0", "c1", "c2", "c3", "c4"];
+        const increments = 12;
+        const read = (data: Uint8Array | undefined) =>
+          data === undefined ? 0 : Number(decoder.decode(data));
+        await Promise.all(
+          stores.flatMap((store, s) =>
+            keys.flatMap((key) =>
+              Array.from({ length: 3 }, async (_, w) => {
+                let last = -1;
+                for (let i = 0; i < increments; i++) {
+                  const result = await update(store, key, (current) => {
+                    const value = read(current?.data);
+                    assert(
+                      value >= last,
+                      `${key}: fn saw ${value} after this updater wrote ${last}`,
+                    );
+                    return bytes(String(value + 1));
+                  });
+                  assert(result.committed, `store ${s} updater ${w} on ${key}`);
+                  last = read(result.version?.data);
+                }
+              })
+            )
+          ),
+        );
+        for (const key of keys) {
+          const head = await stores[0].head(key);
+          assertEquals(read(head?.data), 3 * 3 * increments, `increments of ${key}`);
+          assertEquals(head?.seqno, BigInt(3 * 3 * increments - 1));
+        }
+      } finally {
+        await Promise.all(stores.map((store) => store.close()));
+      }
+    },
+  );
+}
+
+// close() in the same turn as compare-and-sets queued behind a busy key: it
+// waits for every one of them, and each gets its real result.
+dbTest("batch attack: close() with compare-and-sets queued behind busy keys", async () => {
+  await withStores("battack_close_busy", {}, async ({ slow, fast }) => {
+    const ops = [
+      slow.compareAndSet("x", { seqno: 0n, data: bytes("X0") }),
+      slow.compareAndSet("y", { seqno: 0n, data: bytes("Y0") }),
+      slow.compareAndSet("x", { seqno: 1n, data: bytes("X1") }),
+      slow.compareAndSet("y", { seqno: 1n, data: bytes("Y1") }),
+      slow.compareAndSet("x", { seqno: 2n, data: bytes("X2") }),
+      slow.compareAndSet("x", { seqno: 2n, data: bytes("X2-again") }),
+    ];
+    const closed = slow.close();
+    assertEquals(await Promise.all(ops), [
+      "committed",
+      "committed",
+      "committed",
+      "committed",
+      "committed",
+      "mismatch",
+    ]);
+    await closed;
+    assertEquals(show(await fast.scan("x", 0n)), "0:X0 1:X1 2:X2");
+    assertEquals(show(await fast.scan("y", 0n)), "0:Y0 1:Y1");
+  });
+});
