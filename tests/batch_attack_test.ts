@@ -867,3 +867,36 @@ dbTest("batch attack: close() with compare-and-sets queued behind busy keys", as
     assertEquals(show(await fast.scan("y", 0n)), "0:Y0 1:Y1");
   });
 });
+
+// Payloads through the batch's hex-in-JSON parameter, byte for byte: every
+// byte value, empty data, exactly 64 KiB (the most a batched entry carries)
+// and one byte more (sent alone), and enough 64 KiB entries to pass the
+// 1 MiB a batch carries (split across statements). Each commits with its
+// own bytes, and batched heads hand each caller its own key's bytes.
+dbTest("batch attack: payloads at the batching size limits round-trip byte for byte", async () => {
+  await withStores("battack_payloads", {}, async ({ slow, fast, sent }) => {
+    const pattern = (n: number, seed: number) =>
+      Uint8Array.from({ length: n }, (_, i) => (i * 7 + seed) & 0xff);
+    const payloads = new Map<string, Uint8Array>([
+      ["every-byte", Uint8Array.from({ length: 256 }, (_, i) => i)],
+      ["empty", new Uint8Array(0)],
+      ["zeros", new Uint8Array(17)],
+      ["64k", pattern(64 * 1024, 1)],
+      ["64k+1", pattern(64 * 1024 + 1, 2)],
+    ]);
+    for (let i = 0; i < 20; i++) payloads.set(`bulk${i}`, pattern(64 * 1024, 10 + i));
+    const keys = [...payloads.keys()];
+    const results = await Promise.all(
+      keys.map((key) => slow.compareAndSet(key, { seqno: 0n, data: payloads.get(key)! })),
+    );
+    assertEquals(results, keys.map(() => "committed"));
+    const batches = sent.filter((s) => s === "cas_batch").length;
+    assert(batches >= 2, `one batch carried more than 1 MiB: ${sent.join()}`);
+    const heads = await Promise.all(keys.map((key) => slow.head(key)));
+    for (const [i, key] of keys.entries()) {
+      assertEquals(heads[i]?.seqno, 0n, key);
+      assertEquals(heads[i]?.data, payloads.get(key), `bytes of ${key} through a batched head`);
+      assertEquals((await fast.head(key))?.data, payloads.get(key), `bytes of ${key} stored`);
+    }
+  });
+});
