@@ -18,9 +18,9 @@
 // - A batch of one runs the single-key statement, unchanged.
 // - Keys in one compare-and-set batch are distinct: an operation on a key
 //   that already has one waiting or in flight here waits until that one's
-//   statement has ended, then joins the next batch. Head reads of one key
-//   may share a batch: the statement starts after every one of their
-//   invocations, so its answer serves each (each gets its own bytes).
+//   statement has ended, then goes alone (see CasOp.alone). Head reads of
+//   one key may share a batch: the statement starts after every one of
+//   their invocations, so its answer serves each (each gets its own bytes).
 // - A failure of the batch statement is the same fact for every operation
 //   in it. Serialization failures and deadlocks (40001, 40P01) rolled the
 //   whole statement back: the store's runner retries it, and if that runs
@@ -72,6 +72,10 @@ interface CasOp extends Waiter {
   seqno: bigint;
   data: Uint8Array;
   deadline: number;
+  // Waited behind an earlier compare-and-set on its key, so its deadline is
+  // older than its batch-mates' would be: it goes alone, since a batch runs
+  // to its earliest deadline and would cut theirs short.
+  alone: boolean;
 }
 
 const MISMATCH: SqlResult = { rows: [], rowCount: 0 };
@@ -140,11 +144,13 @@ export class Batcher {
     data: Uint8Array,
     deadline: number,
   ): Promise<SqlResult> {
+    let waited = false;
     for (let ahead = this.#busy.get(key); ahead !== undefined; ahead = this.#busy.get(key)) {
+      waited = true;
       await ahead;
     }
     const result = new Promise<SqlResult>((resolve, reject) =>
-      this.#cas.add({ key, seqno, data, deadline, resolve, reject })
+      this.#cas.add({ key, seqno, data, deadline, alone: waited, resolve, reject })
     );
     const settled = result.then(() => {}, () => {});
     this.#busy.set(key, settled);
@@ -210,7 +216,7 @@ export class Batcher {
     let chunk: CasOp[] = [];
     let bytes = 0;
     for (const op of ops) {
-      if (op.data.byteLength > ALONE_BYTES) {
+      if (op.alone || op.data.byteLength > ALONE_BYTES) {
         this.#sendCasChunk([op]);
         continue;
       }

@@ -839,6 +839,18 @@ export class PostgresConsensus implements Consensus {
     deadline: number = Date.now() + this.#timeoutMs,
   ): Promise<SqlResult> {
     for (let attempt = 1;; attempt++) {
+      // Out of time before this attempt was sent (an operation that waited
+      // behind another on its key, or a backoff that overslept): nothing
+      // of this operation reached the server, or what did rolled back
+      // (a retry follows only a failure that surely rolled back).
+      if (deadline <= Date.now()) {
+        throw new ConsensusError(
+          `${op}${
+            key && ` ${JSON.stringify(key)}`
+          } timed out after ${this.#timeoutMs} ms before it was sent and did not take effect`,
+          { determinate: true, code: undefined },
+        );
+      }
       try {
         return await this.#attempt(statement, params, deadline);
       } catch (error) {

@@ -8,8 +8,6 @@
 // own linearizable result. The statements run with the Postgres statements
 // at READ COMMITTED, REPEATABLE READ and SERIALIZABLE and with the
 // CockroachDB statements at SERIALIZABLE where the case is about the SQL.
-// The tests of known bugs are ignored; BATTACK_BUGS=1 runs them (they fail
-// until the bug they name is fixed).
 import { assert, assertEquals } from "@std/assert";
 import {
   ConsensusError,
@@ -562,24 +560,18 @@ for (const level of LEVELS) {
 // but well before C's. B may time out; C had a second and a half left and
 // must commit.
 //
-// KNOWN BUG (ignored until fixed): src/_batch.ts #sendCasChunk sends a
-// batch with the EARLIEST deadline of its operations
-// (`Math.min(deadline, op.deadline)`), so C is rejected when B's deadline
-// passes, about 1 s after C was invoked with a 3 s timeout, with
-// `compareAndSet "z", sent in one statement with 1 other operation(s), may
-// have taken effect: compareAndSet of 2 keys in one statement timed out
-// after 3000 ms and may have taken effect`. At any isolation level (the
-// statement is not at fault). One operation that waited behind a busy key
-// thus shortens the timeout of up to 63 others. At the edge (B invoked
-// within one 20 ms deadline tick of the operation it waited behind), B's
-// deadline may have passed when the batch is sent: Deadlines.run then
-// rejects without sending, and every operation of the batch, fresh ones
-// included, is told "may have taken effect" for a statement that never
-// left. Not reachable with `batch: false` (no wait behind a busy key).
+// Was a bug, fixed in src/_batch.ts (an operation that waited behind a
+// busy key goes alone): #sendCasChunk sends a batch with the EARLIEST
+// deadline of its operations, so C was rejected when B's deadline passed,
+// about 1 s after C was invoked with a 3 s timeout, with `compareAndSet "z",
+// sent in one statement with 1 other operation(s), may have taken effect:
+// compareAndSet of 2 keys in one statement timed out after 3000 ms and may
+// have taken effect`, at any isolation level (the statement is not at
+// fault): one operation that waited behind a busy key shortened the timeout
+// of up to 63 others.
 Deno.test({
   name:
     "batch attack: an operation does not inherit the deadline of a batch-mate that waited longer",
-  ignore: Deno.env.get("BATTACK_BUGS") === undefined, // KNOWN BUG, above
   sanitizeOps: false,
   sanitizeResources: false,
   fn: async () => {
@@ -915,19 +907,19 @@ dbTest("batch attack: payloads at the batching size limits round-trip byte for b
 // and get its real result, or be told it did not take effect. With
 // `batch: false` they go out at once and get their real results.
 //
-// KNOWN BUG (ignored until fixed): with batching, the queued ones reach the
-// front of the key's queue at the first one's timeout, when their own
-// deadlines (the same ms, invoked in the same turn) have passed too:
-// Deadlines.run rejects each without sending, and the core reports
-// `compareAndSet "x" timed out after 1000 ms and may have taken effect`
-// (determinate: false) for statements that never left. Same-seqno
+// Was a bug, fixed in PostgresConsensus#run (an attempt out of time before
+// it is sent fails determinate) and src/_batch.ts: with batching, the
+// queued ones reached the front of the key's queue at the first one's
+// timeout, when their own deadlines (the same ms, invoked in the same turn)
+// had passed too: Deadlines.run rejected each without sending, and the core
+// reported `compareAndSet "x" timed out after 1000 ms and may have taken
+// effect` (determinate: false) for statements that never left. Same-seqno
 // duplicates had this before batching (the #inflight wait); batching
-// extends it to every compare-and-set of a busy key.
+// extended it to every compare-and-set of a busy key.
 for (const batch of [true, false]) {
   Deno.test({
     name:
       `batch attack (batch: ${batch}): compare-and-sets queued behind a timed-out one on their key`,
-    ignore: Deno.env.get("BATTACK_BUGS") === undefined && batch, // KNOWN BUG, above (batch: true)
     sanitizeOps: false,
     sanitizeResources: false,
     fn: async () => {
