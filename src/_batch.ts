@@ -72,9 +72,10 @@ interface CasOp extends Waiter {
   seqno: bigint;
   data: Uint8Array;
   deadline: number;
-  // Waited behind an earlier compare-and-set on its key, so its deadline is
-  // older than its batch-mates' would be: it goes alone, since a batch runs
-  // to its earliest deadline and would cut theirs short.
+  // Waited behind an earlier compare-and-set on its key (here, or in the
+  // store for the same seqno), so its deadline is older than its
+  // batch-mates' would be: it goes alone, since a batch runs to its
+  // earliest deadline and would cut theirs short.
   alone: boolean;
 }
 
@@ -137,14 +138,18 @@ export class Batcher {
     return new Promise((resolve, reject) => this.#heads.add({ key, resolve, reject }));
   }
 
-  /** Compare-and-set of `key`, as the single-key statement's result (rowCount 1 iff committed). */
+  /**
+   * Compare-and-set of `key`, as the single-key statement's result (rowCount
+   * 1 iff committed); `waited` when the caller already waited since its
+   * deadline was set (it then goes alone, see CasOp.alone).
+   */
   async compareAndSet(
     key: string,
     seqno: bigint,
     data: Uint8Array,
     deadline: number,
+    waited = false,
   ): Promise<SqlResult> {
-    let waited = false;
     for (let ahead = this.#busy.get(key); ahead !== undefined; ahead = this.#busy.get(key)) {
       waited = true;
       await ahead;
