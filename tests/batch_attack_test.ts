@@ -331,6 +331,10 @@ for (const [mode, level, notify] of windowCases) {
         "\uFEFF",
         "\u0130",
         "i\u0307",
+        "__proto__",
+        "constructor",
+        "1",
+        "01",
       ];
       await withStores(name("keys"), { mode, level, notify }, async ({ slow, fast, sent }) => {
         // Every other key already has a version 0, so a first write there
