@@ -18,9 +18,9 @@
 // - A batch of one runs the single-key statement, unchanged.
 // - Keys in one compare-and-set batch are distinct: an operation on a key
 //   that already has one waiting or in flight here waits until that one's
-//   statement has ended, then joins the next batch. Head reads of one key
-//   may share a batch: the statement starts after every one of their
-//   invocations, so its answer serves each (each gets its own bytes).
+//   statement has ended, then goes alone (see CasOp.alone). Head reads of
+//   one key may share a batch: the statement starts after every one of
+//   their invocations, so its answer serves each (each gets its own bytes).
 // - A failure of the batch statement is the same fact for every operation
 //   in it. Serialization failures and deadlocks (40001, 40P01) rolled the
 //   whole statement back: the store's runner retries it, and if that runs
@@ -84,6 +84,11 @@ interface CasOp extends Waiter {
   data: Uint8Array;
   deadline: number;
   trace?: OperationTrace;
+  // Waited behind an earlier compare-and-set on its key (here, or in the
+  // store for the same seqno), so its deadline is older than its
+  // batch-mates' would be: it goes alone, since a batch runs to its
+  // earliest deadline and would cut theirs short.
+  alone: boolean;
 }
 
 const MISMATCH: SqlResult = { rows: [], rowCount: 0 };
@@ -150,19 +155,25 @@ export class Batcher {
     );
   }
 
-  /** Compare-and-set of `key`, as the single-key statement's result (rowCount 1 iff committed). */
+  /**
+   * Compare-and-set of `key`, as the single-key statement's result (rowCount
+   * 1 iff committed); `waited` when the caller already waited since its
+   * deadline was set (it then goes alone, see CasOp.alone).
+   */
   async compareAndSet(
     key: string,
     seqno: bigint,
     data: Uint8Array,
     deadline: number,
     trace?: OperationTrace,
+    waited = false,
   ): Promise<SqlResult> {
     for (let ahead = this.#busy.get(key); ahead !== undefined; ahead = this.#busy.get(key)) {
+      waited = true;
       await ahead;
     }
     const result = new Promise<SqlResult>((resolve, reject) =>
-      this.#cas.add({ key, seqno, data, deadline, trace, resolve, reject })
+      this.#cas.add({ key, seqno, data, deadline, trace, alone: waited, resolve, reject })
     );
     const settled = result.then(() => {}, () => {});
     this.#busy.set(key, settled);
@@ -246,7 +257,7 @@ export class Batcher {
     let chunk: CasOp[] = [];
     let bytes = 0;
     for (const op of ops) {
-      if (op.data.byteLength > ALONE_BYTES) {
+      if (op.alone || op.data.byteLength > ALONE_BYTES) {
         this.#sendCasChunk([op]);
         continue;
       }

@@ -60,6 +60,18 @@ export class StatementRunner {
     trace?: RunTrace,
   ): Promise<SqlResult> {
     for (let attempt = 1;; attempt++) {
+      // Out of time before the first attempt was sent (an operation that
+      // waited behind another on its key): nothing of it reached the
+      // server. (Before a retry, the check after the backoff below.)
+      if (attempt === 1 && deadline <= Date.now()) {
+        trace?.timedOut();
+        throw new ConsensusError(
+          `${op}${
+            key && ` ${JSON.stringify(key)}`
+          } timed out after ${this.timeoutMs} ms before it was sent and did not take effect`,
+          { determinate: true, code: undefined },
+        );
+      }
       try {
         return await this.#attempt(statement, params, deadline);
       } catch (error) {

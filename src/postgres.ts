@@ -441,13 +441,12 @@ export class PostgresConsensus implements Consensus {
     // no round trip is spent losing a race on the server, where the loser
     // would only wait for the winner's row lock. Otherwise this one runs.
     const ahead = this.#inflight.get(key);
-    if (ahead !== undefined && ahead.seqno === next.seqno) {
-      await ahead.run.then(() => {}, () => {});
-    }
+    const waited = ahead !== undefined && ahead.seqno === next.seqno;
+    if (waited) await ahead.run.then(() => {}, () => {});
     const floor = this.#floors.get(key);
     if (floor !== undefined && next.seqno <= floor) return "mismatch";
     const run = this.#batch !== undefined
-      ? this.#batch.compareAndSet(key, next.seqno, next.data, deadline, trace)
+      ? this.#batch.compareAndSet(key, next.seqno, next.data, deadline, trace, waited)
       : next.seqno === 0n
       ? this.#run("compareAndSet", key, this.#dialect.casFirst, [key, next.data], deadline, trace)
       : this.#run(

@@ -422,3 +422,46 @@ Deno.test("core: open refuses CockroachDB below SERIALIZABLE and closes the exec
   assertEquals(store.engine, "cockroach");
   await store.close();
 });
+
+Deno.test("core: a compareAndSet that waited behind the same seqno in flight never shares a batch with fresh ones", async () => {
+  // Its deadline runs from its own call, long before theirs; a batch runs to
+  // its earliest deadline, so it would cut the fresh ones' time short.
+  const gate = deferred<void>();
+  let first = true;
+  let hop = 0;
+  const fresh: Promise<unknown>[] = [];
+  // Fresh compare-and-sets on other keys, one per microtask for 30 hops, so
+  // that a batch window is open when the waiting one goes on.
+  const keepOpen = () => {
+    if (hop >= 30) return;
+    fresh.push(store.compareAndSet(`f${hop++}`, { seqno: 1n, data }));
+    queueMicrotask(keepOpen);
+  };
+  const executor = new ScriptedExecutor()
+    .on("cas_next", async (call) => {
+      if (call.params[0] !== "x" || !first) return inserted;
+      first = false;
+      await gate.promise;
+      keepOpen();
+      return nothing;
+    })
+    .on("cas_batch", (call) => {
+      const entries = JSON.parse(call.params[0] as string) as { k: string }[];
+      return { rows: [[JSON.stringify(entries.map((e) => e.k))]], rowCount: 1 };
+    });
+  const store = await open(executor);
+  const both = Promise.all([
+    store.compareAndSet("x", { seqno: 1n, data }),
+    store.compareAndSet("x", { seqno: 1n, data }),
+  ]);
+  await new Promise((resolve) => setTimeout(resolve, 5));
+  gate.resolve();
+  assertEquals(await both, ["mismatch", "committed"]);
+  await Promise.all(fresh);
+  const batched = executor.calls.filter((c) => c.op === "cas_batch")
+    .flatMap((c) => (JSON.parse(c.params[0] as string) as { k: string }[]).map((e) => e.k));
+  assert(batched.length > 0, "the fresh ones shared no batch: the window was not open");
+  assert(!batched.includes("x"), `the waiting one shared a batch: ${batched.join()}`);
+  assertEquals(executor.sent("cas_next"), 2);
+  await store.close();
+});
