@@ -503,6 +503,17 @@ const CAS_BATCH_RESULT = (from: string) =>
 // call. Mismatch (no row): a moment inside the call, given by the same
 // argument, when the head was not seqno - 1. No entry's result depends on
 // another's: their rows, locks and markers are on different keys.
+// The snapshot check of a first write is `fresh`: per key, the highest
+// version >= 0 in the statement's snapshot, by the same index probe as
+// `heads` (no lock), and a key is fresh when there is none. It reads what
+// a NOT EXISTS in `ins` would read (one statement, one snapshot; neither
+// sees the rows `markers` inserts), and its shape keeps the plan on the
+// primary key: a correlated NOT EXISTS there was planned, on a table never
+// analyzed, as a hashed subplan over a sequential scan of the whole table
+// (measured: a young table's first writes fell to 0.03 of an analyzed
+// table's, 50,000 sequential scans per 100,000 first writes; BENCHMARKS.md,
+// "First writes on a growing table"). MATERIALIZED keeps it a CTE of its
+// own rather than folded into `ins`'s condition.
 // Keys are locked in input order, sorted: two batches lock shared keys in
 // the same order; a cycle with other writers is a deadlock (40P01), which
 // rolls this batch back to be retried.
@@ -512,12 +523,15 @@ const CAS_BATCH_POSTGRES_CTES = (t: string, returning: string) =>
   `(SELECT sequence_number FROM ${t} WHERE shard = i.k AND sequence_number >= 0 ` +
   `ORDER BY sequence_number DESC LIMIT 1 FOR KEY SHARE) h ` +
   `WHERE i.s > 0 AND h.sequence_number = i.s - 1), ` +
+  `fresh AS MATERIALIZED (SELECT i.k FROM input i LEFT JOIN LATERAL ` +
+  `(SELECT sequence_number FROM ${t} WHERE shard = i.k AND sequence_number >= 0 ` +
+  `ORDER BY sequence_number DESC LIMIT 1) v ON true ` +
+  `WHERE i.s = 0 AND v.sequence_number IS NULL), ` +
   `markers AS (INSERT INTO ${t} (shard, sequence_number, data) ` +
   `SELECT k, -1, ''::bytea FROM input WHERE s = 0 ON CONFLICT DO NOTHING RETURNING shard), ` +
   `ins AS (INSERT INTO ${t} (shard, sequence_number, data) SELECT i.k, i.s, i.d FROM input i ` +
   `WHERE (i.s > 0 AND i.k IN (SELECT k FROM heads)) OR (i.s = 0 ` +
-  `AND i.k IN (SELECT shard FROM markers) ` +
-  `AND NOT EXISTS (SELECT 1 FROM ${t} v WHERE v.shard = i.k AND v.sequence_number >= 0)) ` +
+  `AND i.k IN (SELECT shard FROM markers) AND i.k IN (SELECT k FROM fresh)) ` +
   `ON CONFLICT DO NOTHING RETURNING ${returning})`;
 const CAS_BATCH_POSTGRES = (t: string) =>
   `${CAS_BATCH_POSTGRES_CTES(t, "shard")} ${CAS_BATCH_RESULT("ins")}`;
