@@ -30,6 +30,7 @@
 //   error's own determinacy: an indeterminate failure (connection lost,
 //   timeout) leaves every operation in that batch indeterminate, and each
 //   error says it was sent in one statement with the others.
+import { toHex } from "./_hex.ts";
 import { host } from "./_runtime.ts";
 import type { Dialect } from "./dialect.ts";
 import { ConsensusError } from "./errors.ts";
@@ -326,12 +327,4 @@ function batchError(op: string, key: string, size: number, error: unknown): unkn
       error.message,
     { determinate: error.determinate, code: error.code, cause: error },
   );
-}
-
-const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
-
-function toHex(bytes: Uint8Array): string {
-  let out = "";
-  for (let i = 0; i < bytes.length; i++) out += HEX[bytes[i]];
-  return out;
 }

@@ -1,3 +1,4 @@
+import { toHex } from "./_hex.ts";
 import { StatementRunner } from "./_runner.ts";
 import { host } from "./_runtime.ts";
 import { provideRecreate, quotedTable, Schema } from "./_schema.ts";
@@ -716,15 +717,6 @@ export class PostgresConsensus implements Consensus {
   ): Promise<SqlResult> {
     return this.#runner.run(op, key, statement, params, deadline, trace);
   }
-}
-
-const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
-
-/** Bytes as lowercase hex, as the JSON-carrying statements take them. */
-export function toHex(bytes: Uint8Array): string {
-  let out = "";
-  for (let i = 0; i < bytes.length; i++) out += HEX[bytes[i]];
-  return out;
 }
 
 function positiveInteger(name: string, value: unknown): number {

@@ -1,5 +1,6 @@
 // How the CLI shows things: data as text or hex, keys safe for a terminal,
 // aligned tables, JSON lines, and progress on stderr. Runtime-neutral.
+import { toHex } from "../_hex.ts";
 import { host } from "../_runtime.ts";
 import type { VersionedData } from "../types.ts";
 
@@ -25,15 +26,6 @@ export function printableText(bytes: Uint8Array): string | undefined {
     return undefined;
   }
   return UNPRINTABLE.test(text) ? undefined : text;
-}
-
-const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
-
-/** Lower-case hex, two digits a byte. */
-export function toHex(bytes: Uint8Array): string {
-  let out = "";
-  for (let i = 0; i < bytes.length; i++) out += HEX[bytes[i]];
-  return out;
 }
 
 const BASE64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";

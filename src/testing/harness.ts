@@ -5,7 +5,8 @@ import { StatementRunner } from "../_runner.ts";
 import { quotedTable, recreateOf, Schema } from "../_schema.ts";
 import { dialectFor, type Engine, statement } from "../dialect.ts";
 import type { SqlExecutor } from "../executor.ts";
-import { PostgresConsensus, type PostgresConsensusOptions, toHex } from "../postgres.ts";
+import { toHex } from "../_hex.ts";
+import { PostgresConsensus, type PostgresConsensusOptions } from "../postgres.ts";
 import type { Consensus, VersionedData } from "../types.ts";
 
 /**
