@@ -11,7 +11,9 @@
  *   the holder (every 5 ms while it holds);
  * - `{"e":"end","how":"released" | "expired" | "lost" | "died" | ...,
  *   "stalled":bool}`: the tenure ended; `stalled` when its event loop ran
- *   nothing for a while before (a pause).
+ *   nothing for a while before (a pause);
+ * - `{"e":"acquire-failed","message":...}`: acquireLease rejected (a store
+ *   failure); it tries again (the test ignores these lines).
  *
  * It holds each lease for 0.5 to 3.5 ttl, then releases it, or (one time in
  * seven) exits without releasing. The test pauses (SIGSTOP) and kills it
@@ -52,7 +54,20 @@ const store = await PostgresConsensus.open(
 emit({ e: "ready" });
 
 for (;;) {
-  const lease = await acquireLease(store, key, { holder, ttlMs, pollIntervalMs: 10 });
+  // A failed read or write while contending (a backend killed, a statement
+  // timed out under CPU starvation) ends that acquireLease; the contender
+  // tries again rather than crash, as a real service would. Nothing was
+  // granted to it: it reports no tenure.
+  const lease = await acquireLease(store, key, { holder, ttlMs, pollIntervalMs: 10 }).catch(
+    (error: unknown) => {
+      emit({ e: "acquire-failed", message: String((error as Error)?.message ?? error) });
+      return undefined;
+    },
+  );
+  if (lease === undefined) {
+    await sleep(20);
+    continue;
+  }
   // A process starved of CPU (or paused) between the grant and this line may
   // find its lease already over: it never acted as the holder, so it reports
   // no tenure (CI saw such a grant stamped after the next holder's). The
