@@ -30,6 +30,7 @@
 //   error's own determinacy: an indeterminate failure (connection lost,
 //   timeout) leaves every operation in that batch indeterminate, and each
 //   error says it was sent in one statement with the others.
+import { isRetryable } from "./_classify.ts";
 import { toHex } from "./_hex.ts";
 import { host } from "./_runtime.ts";
 import type { Dialect } from "./dialect.ts";
@@ -94,7 +95,6 @@ interface CasOp extends Waiter {
 
 const MISMATCH: SqlResult = { rows: [], rowCount: 0 };
 const COMMITTED: SqlResult = { rows: [], rowCount: 1 };
-const RETRYABLE = new Set(["40001", "40P01"]);
 
 // Collects items until the microtask queue is quiet, then hands them over.
 class Window<T> {
@@ -300,8 +300,7 @@ export class Batcher {
       );
     } catch (error) {
       if (
-        error instanceof ConsensusError && error.determinate && error.code !== undefined &&
-        RETRYABLE.has(error.code)
+        error instanceof ConsensusError && error.determinate && isRetryable(error.code)
       ) {
         // Rolled back, every entry: each goes again on its own statement.
         for (const op of ops) {

@@ -40,13 +40,18 @@ const RETRYABLE = new Set([
   "40P01", // deadlock_detected
 ]);
 
+/** Whether a SQLSTATE rolled the statement back and a retry may succeed. */
+export function isRetryable(code: string | undefined): boolean {
+  return code !== undefined && RETRYABLE.has(code);
+}
+
 export function classify(error: unknown): Classified {
   if (!(error instanceof SqlError)) return { retry: false, determinate: false, code: undefined };
   const code = error.code;
   if (error.connectionLost || code === undefined) {
     return { retry: false, determinate: false, code };
   }
-  if (RETRYABLE.has(code)) return { retry: true, determinate: true, code };
+  if (isRetryable(code)) return { retry: true, determinate: true, code };
   if (code === "40002") return { retry: false, determinate: true, code };
   return { retry: false, determinate: DETERMINATE_CLASSES.has(code.slice(0, 2)), code };
 }
